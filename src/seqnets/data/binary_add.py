@@ -1,0 +1,110 @@
+"""Binary addition, least significant bit first: one input step and one sum bit per position."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from seqnets.data.batching import Batch
+from seqnets.data.synthetic import SyntheticDataModule, check_length_range
+from seqnets.errors import ConfigError, check_int
+
+
+def make_binary_add_batch(n: int, length: int, generator: torch.Generator) -> Batch:
+    """``n`` pairs a, b uniform in [0, 2^(length-1)), so that a+b fits in ``length`` bits.
+
+    Bits are drawn directly, so any length works (no int64 overflow at length 100). The sum
+    uses carry-lookahead instead of a loop over positions: a position passes its incoming
+    carry on when exactly one input bit is set (propagate), and otherwise sets the carry to
+    its own AND (generate or kill); so the carry out of position i is the AND at the last
+    non-propagating position at or before i, or 0 if there is none.
+    """
+    bits = torch.randint(0, 2, (n, length, 2), generator=generator, dtype=torch.uint8)
+    bits[:, -1] = 0  # the top bit of a and b is 0: a, b < 2^(length-1)
+    a, b = bits[..., 0], bits[..., 1]
+    propagate = a ^ b
+    positions = torch.arange(length).expand(n, length)
+    last_stop = torch.where(propagate == 0, positions, -1).cummax(dim=1).values
+    carry_out = (a & b).gather(1, last_stop.clamp(min=0)) & (last_stop >= 0)
+    carry_in = torch.cat([torch.zeros(n, 1, dtype=torch.uint8), carry_out[:, :-1]], dim=1)
+    return {"x": bits.to(torch.float32), "y": (propagate ^ carry_in).long()}
+
+
+def bits_to_int(bits: Sequence[int]) -> int:
+    """Least-significant-first bits -> Python int (exact at any length)."""
+    return sum(int(b) << i for i, b in enumerate(bits))
+
+
+def parse_train_len(train_len: int | Sequence[int]) -> tuple[int, int]:
+    """``L`` or ``[L_min, L_max]`` -> an inclusive range of training lengths."""
+    if isinstance(train_len, int) and not isinstance(train_len, bool):
+        return check_length_range("task.train_len", train_len, train_len)
+    if isinstance(train_len, Sequence) and not isinstance(train_len, str) and len(train_len) == 2:
+        return check_length_range("task.train_len", *tuple(train_len))
+    raise ConfigError(
+        f"task.train_len={train_len!r} is not allowed: give a length L >= 1 or a range [min, max]"
+    )
+
+
+class BinaryAddDataModule(SyntheticDataModule):
+    """Each training batch has one length (bucketing), drawn from the training range, so
+    no step is padding; mixed-length evaluation sets carry ``lengths`` and are packed."""
+
+    name = "binary_add"
+    num_features = 2
+
+    def __init__(
+        self,
+        train_len: int | Sequence[int] = 3,
+        min_eval_len: int = 1,
+        max_eval_len: int = 100,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.min_len, self.max_len = parse_train_len(train_len)
+        self.min_eval_len, self.max_eval_len = check_length_range(
+            "task.min_eval_len/max_eval_len", min_eval_len, max_eval_len
+        )
+
+    def make(self, n: int, generator: torch.Generator, length: int | None = None) -> Batch:
+        if length is not None:
+            return make_binary_add_batch(n, length, generator)
+        if self.min_len == self.max_len:
+            return make_binary_add_batch(n, self.min_len, generator)
+        return self._mixed(n, generator)
+
+    def train_batch(self, generator: torch.Generator) -> Batch:
+        length = int(torch.randint(self.min_len, self.max_len + 1, (1,), generator=generator))
+        return make_binary_add_batch(self.batch_size, length, generator)
+
+    def _mixed(self, n: int, generator: torch.Generator) -> Batch:
+        """An evaluation set spread evenly over the training lengths, padded to the longest."""
+        lengths = list(range(self.min_len, self.max_len + 1))
+        counts = [n // len(lengths) + (i < n % len(lengths)) for i in range(len(lengths))]
+        x = torch.zeros(n, self.max_len, 2)
+        y = torch.zeros(n, self.max_len, dtype=torch.long)
+        start = 0
+        for length, count in zip(lengths, counts, strict=True):
+            part = make_binary_add_batch(count, length, generator)
+            x[start : start + count, :length] = part["x"]
+            y[start : start + count, :length] = part["y"]
+            start += count
+        sizes = torch.repeat_interleave(torch.tensor(lengths), torch.tensor(counts))
+        return {"x": x, "y": y, "lengths": sizes}
+
+    def eval_lengths(self) -> list[int]:
+        return list(range(self.min_eval_len, self.max_eval_len + 1))
+
+    def describe(self, batch: Batch, preds: torch.Tensor) -> list[dict]:
+        lengths = batch.get("lengths")
+        rows = []
+        for i in range(batch["x"].shape[0]):
+            n = int(lengths[i]) if lengths is not None else batch["x"].shape[1]
+            bits = batch["x"][i, :n].long()
+            a, b = bits_to_int(bits[:, 0].tolist()), bits_to_int(bits[:, 1].tolist())
+            pred = bits_to_int(preds[i, :n].tolist())
+            true = bits_to_int(batch["y"][i, :n].tolist())
+            rows.append({"a": a, "b": b, "pred": pred, "true": true, "bits": n,
+                         "text": f"{a} + {b} = {pred} ({true})"})
+        return rows

@@ -1,0 +1,101 @@
+"""What the on-the-fly tasks share: fresh training batches, fixed evaluation sets, and
+evaluation sets at any sequence length for accuracy-against-length studies."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from seqnets.data.batching import Batch, generated_loader, tensor_loader
+from seqnets.errors import ConfigError, check_int
+
+# Offsets keep the fixed evaluation sets' generators apart from each other and from training.
+VAL_OFFSET, TEST_OFFSET, LENGTH_OFFSET = 1_000_000_007, 2_000_000_011, 3_000_000_019
+
+
+class SyntheticDataModule(L.LightningDataModule):
+    """Subclasses say how to make ``n`` sequences (``make``) and which lengths to study.
+
+    Training batches are made afresh each step from a seed derived from (seed, epoch, step),
+    so no two epochs see the same data and every run with the same seed sees the same data.
+    Validation and test sets are fixed for a given ``data_seed``, shared by every run.
+    """
+
+    name = "synthetic"
+    num_features: int
+
+    def __init__(
+        self,
+        batch_size: int = 64,
+        train_batches: int = 100,
+        val_size: int = 2_000,
+        test_size: int = 10_000,
+        eval_batch_size: int = 1_000,
+        eval_samples: int = 1_000,
+        seed: int = 0,
+        data_seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.batch_size = check_int("task.batch_size", batch_size, 1)
+        self.train_batches = check_int("task.train_batches", train_batches, 1)
+        self.val_size = check_int("task.datamodule.val_size", val_size, 1)
+        self.test_size = check_int("task.datamodule.test_size", test_size, 1)
+        self.eval_batch_size = check_int("task.datamodule.eval_batch_size", eval_batch_size, 1)
+        self.eval_samples = check_int("task.eval_samples", eval_samples, 1)
+        self.seed, self.data_seed = seed, data_seed
+        self.splits: dict[str, Batch] = {}
+
+    # -- what a task defines -------------------------------------------------------------
+    def make(self, n: int, generator: torch.Generator, length: int | None = None) -> Batch:
+        """``n`` sequences at the training lengths, or all at ``length`` when given."""
+        raise NotImplementedError
+
+    def train_batch(self, generator: torch.Generator) -> Batch:
+        """One fresh training batch; tasks may override to bucket lengths."""
+        return self.make(self.batch_size, generator)
+
+    def eval_lengths(self) -> list[int]:
+        """The sequence lengths the accuracy-against-length study covers."""
+        raise NotImplementedError
+
+    def describe(self, batch: Batch, preds: torch.Tensor) -> list[dict]:
+        """Samples as a person reads them."""
+        raise NotImplementedError
+
+    # -- shared machinery ------------------------------------------------------------------
+    def _fixed(self, n: int, offset: int, length: int | None = None) -> Batch:
+        return self.make(n, torch.Generator().manual_seed(self.data_seed + offset), length)
+
+    def setup(self, stage: str | None = None) -> None:
+        if not self.splits:
+            self.splits = {
+                "val": self._fixed(self.val_size, VAL_OFFSET),
+                "test": self._fixed(self.test_size, TEST_OFFSET),
+            }
+
+    def train_dataloader(self) -> DataLoader:
+        return generated_loader(self.train_batch, self.train_batches, self.seed)
+
+    def val_dataloader(self) -> DataLoader:
+        return tensor_loader(self.splits["val"], self.eval_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return tensor_loader(self.splits["test"], self.eval_batch_size)
+
+    def length_set(self, length: int) -> Batch:
+        """``eval_samples`` sequences all of ``length``, fixed for a given ``data_seed``."""
+        return self._fixed(self.eval_samples, LENGTH_OFFSET + 7919 * length, length)
+
+    def sample_batch(self, n: int = 8) -> Batch:
+        """The first ``n`` test sequences: the same samples in every run."""
+        return {k: v[:n] for k, v in self.splits["test"].items()}
+
+
+def check_length_range(name: str, low: int, high: int, minimum: int = 1) -> tuple[int, int]:
+    """Validate an inclusive length range [low, high] named ``name``."""
+    check_int(f"{name} (min)", low, minimum)
+    check_int(f"{name} (max)", high, minimum)
+    if low > high:
+        raise ConfigError(f"{name}: min {low} > max {high}; the range must satisfy min <= max")
+    return low, high

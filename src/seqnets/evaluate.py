@@ -1,0 +1,45 @@
+"""Scoring a trained module outside the Trainer's loops: fixed samples and accuracy against
+sequence length. The checkpoint-evaluation CLI builds on these."""
+
+from __future__ import annotations
+
+import torch
+from lightning.pytorch.utilities import move_data_to_device
+
+from seqnets.data.batching import Batch
+from seqnets.models.module import SequenceModule
+
+
+@torch.no_grad()
+def predict_batch(module: SequenceModule, datamodule, batch: Batch) -> torch.Tensor:
+    """Hard predictions for ``batch``, prepared exactly as the Trainer prepares it."""
+    module.eval()
+    batch = move_data_to_device(batch, module.device)
+    hook = getattr(datamodule, "on_after_batch_transfer", None)
+    if hook is not None:
+        batch = hook(batch, 0)
+    logits = module(batch["x"], batch.get("lengths"))
+    return module.objective.predict(logits).cpu()
+
+
+@torch.no_grad()
+def accuracy_by_length(
+    module: SequenceModule, datamodule, lengths: list[int] | None = None
+) -> list[dict]:
+    """One row per length: the objective's metrics on ``datamodule.length_set(length)``.
+
+    Lengths far beyond training show whether a rule (the carry, the index) was learned or
+    only the training lengths were fitted.
+    """
+    rows = []
+    metrics = module.objective.metrics().to(module.device)
+    for length in lengths or datamodule.eval_lengths():
+        batch = datamodule.length_set(length)
+        metrics.reset()
+        preds = predict_batch(module, datamodule, batch)
+        module.objective.update(
+            metrics, preds.to(module.device), move_data_to_device(batch, module.device)
+        )
+        scores = {name: float(value) for name, value in metrics.compute().items()}
+        rows.append({"length": length, "samples": int(batch["x"].shape[0]), **scores})
+    return rows

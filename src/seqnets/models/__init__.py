@@ -1,0 +1,1 @@
+"""The one recurrent backbone, the task objectives, and the LightningModule that joins them."""

@@ -1,0 +1,88 @@
+import pytest
+import torch
+
+from seqnets.data import mnist as mnist_module
+from seqnets.data.mnist import MNISTDataModule, load_mnist
+from seqnets.errors import ConfigError
+from tests.conftest import DATA_DIR, needs_mnist
+
+
+@pytest.fixture(scope="module")
+def datamodule():
+    dm = MNISTDataModule(data_dir=str(DATA_DIR), batch_size=32, seed=0)
+    dm.prepare_data()
+    dm.setup()
+    return dm
+
+
+@needs_mnist
+def test_split_sizes_fixed_and_disjoint(datamodule):
+    s = datamodule.splits
+    assert len(s["train"]["y"]) == 50_000 and len(s["val"]["y"]) == 10_000
+    assert len(s["test"]["y"]) == 10_000
+    assert s["train"]["x"].dtype == torch.uint8 and s["train"]["x"].shape[1:] == (28, 28)
+    again = MNISTDataModule(data_dir=str(DATA_DIR), seed=123)  # a run's seed: same split
+    again.setup()
+    assert torch.equal(again.splits["val"]["x"], s["val"]["x"])
+    other = MNISTDataModule(data_dir=str(DATA_DIR), split_seed=1)
+    other.setup()
+    assert not torch.equal(other.splits["val"]["y"], s["val"]["y"])
+    # disjoint: train and validation images together are exactly MNIST's training set
+    full = load_mnist(DATA_DIR)
+    pixels = s["train"]["x"].sum(dtype=torch.int64) + s["val"]["x"].sum(dtype=torch.int64)
+    assert pixels == full["train_x"].sum(dtype=torch.int64)
+    labels = torch.bincount(s["train"]["y"]) + torch.bincount(s["val"]["y"])
+    assert torch.equal(labels, torch.bincount(full["train_y"]))
+
+
+@needs_mnist
+def test_batches_are_rows_normalised_after_transfer(datamodule):
+    batch = next(iter(datamodule.train_dataloader()))
+    assert batch["x"].shape == (32, 28, 28) and batch["x"].dtype == torch.uint8
+    ready = datamodule.on_after_batch_transfer(batch, 0)
+    assert ready["x"].dtype == torch.float32
+    assert abs(float(datamodule.normalize(datamodule.splits["train"]["x"][:5000]).mean())) < 0.05
+
+
+@needs_mnist
+def test_sample_batch_one_per_digit(datamodule):
+    batch = datamodule.sample_batch()
+    assert batch["y"].tolist() == list(range(10))
+
+
+def test_missing_data_offline_explains_where_to_put_files(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_mnist(tmp_path / "nowhere", download=False)
+    message = str(info.value)
+    assert str(tmp_path / "nowhere" / "MNIST" / "raw") in message
+    assert "SEQNETS_DATA_DIR" in message and "train-images-idx3-ubyte" in message
+
+
+def test_failed_download_is_reported(tmp_path, monkeypatch):
+    def no_network(self):
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(mnist_module.MNIST, "download", no_network)
+    with pytest.raises(ConfigError, match="download failed: OSError: Name or service not known"):
+        load_mnist(tmp_path, download=True)
+
+
+def test_data_dir_that_is_a_file(tmp_path):
+    path = tmp_path / "file"
+    path.write_text("not a directory")
+    with pytest.raises(ConfigError, match="not a readable directory"):
+        load_mnist(path)
+
+
+def test_corrupt_files(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in (
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ):
+        (raw / name).write_bytes(b"\x00\x01garbage")
+    with pytest.raises(ConfigError, match="could not be read"):
+        load_mnist(tmp_path)

@@ -1,0 +1,197 @@
+"""End-to-end runs of the real CLI: real Hydra composition and multirun, real Trainer runs of a
+few batches, real MNIST, real TensorBoard event files read back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from seqnets.errors import ConfigError
+from seqnets.train import build
+from tests.conftest import CONF, TINY, load_metrics, needs_mnist, run_cli, run_dirs
+
+
+def scalar_tags(run_dir: Path) -> set[str]:
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    return set(events.Tags()["scalars"])
+
+
+@needs_mnist
+def test_mnist_run_writes_metrics_tensorboard_and_checkpoint(tmp_path):
+    run_cli("task=mnist", "model=lstm", "model.hidden=16", *TINY, cwd=tmp_path)
+    (run,) = run_dirs(tmp_path)
+    assert (run / ".hydra" / "config.yaml").exists()
+    metrics = load_metrics(run)
+    assert 0.0 <= metrics["test"]["test/acc"] <= 1.0
+    assert metrics["num_parameters"] == 4 * (16 * 28 + 16 * 16 + 2 * 16) + 16 * 10 + 10
+    assert metrics["history"][0].keys() >= {"train/loss", "train/acc", "val/loss", "val/acc"}
+    assert len(metrics["train_loss_steps"]) == 5
+    assert metrics["train_time_s"] > 0 and metrics["test_time_s"] > 0
+    assert metrics["versions"]["torch"] and metrics["config"]["model"]["hidden"] == 16
+    assert len(metrics["confusion_matrix"]) == 10
+    assert metrics["classification_report"]["macro avg"]["support"] == 2000
+    assert [s["true"] for s in metrics["samples"]] == list(range(10))
+    assert {
+        "train/loss_step",
+        "train/loss_epoch",
+        "train/acc",
+        "val/acc",
+        "val/loss",
+        "test/acc",
+        "test/loss",
+    } <= scalar_tags(run)
+    assert (run / "figures" / "confusion_matrix.png").exists()
+    assert (run / "figures" / "samples.png").exists()
+    ckpts = list((run / "checkpoints").glob("*.ckpt"))
+    assert any(p.name.startswith("best") for p in ckpts)
+    assert not (tmp_path / "lightning_logs").exists()
+
+
+@needs_mnist
+def test_same_seed_same_metrics(tmp_path):
+    args = ("task=mnist", "model=gru", "model.hidden=8", "seed=3", *TINY)
+    run_cli(*args, cwd=tmp_path)
+    run_cli(*args, cwd=tmp_path)
+    first, second = (load_metrics(d) for d in run_dirs(tmp_path))
+    assert first["test"] == second["test"] and first["history"] == second["history"]
+    assert first["train_loss_steps"] == second["train_loss_steps"]
+
+
+@needs_mnist
+def test_bidirectional_stacked_variant(tmp_path):
+    run_cli(
+        "model=gru",
+        "model.bidirectional=true",
+        "model.num_layers=2",
+        "model.hidden=8",
+        *TINY,
+        cwd=tmp_path,
+    )
+    (run,) = run_dirs(tmp_path)
+    assert load_metrics(run)["config"]["model"]["bidirectional"] is True
+
+
+@needs_mnist
+def test_mnist_multirun_three_cells_three_dirs(tmp_path):
+    run_cli(
+        "-m",
+        "task=mnist",
+        "model=rnn,lstm,gru",
+        "model.hidden=64",
+        "trainer.max_epochs=1",
+        *TINY,
+        cwd=tmp_path,
+    )
+    runs = run_dirs(tmp_path)
+    assert len(runs) == 3 and len({r.name for r in runs}) == 3
+    assert sorted(load_metrics(r)["cell"] for r in runs) == ["gru", "lstm", "rnn"]
+
+
+def test_users_binary_add_command(tmp_path):
+    # The users' own command as written, with the tiny-run overrides before its -m.
+    run_cli("task=binary_add", "model=lstm", "model.hidden=5", *TINY, "-m", cwd=tmp_path)
+    (run,) = run_dirs(tmp_path)
+    metrics = load_metrics(run)
+    assert metrics["task"] == "binary_add" and metrics["hidden"] == 5
+    assert {"test/bit_acc", "test/exact_acc"} <= set(metrics["test"])
+    rows = metrics["by_length"]
+    assert [r["length"] for r in rows] == list(range(1, 101))
+    assert all(r["samples"] >= 100 and 0 <= r["exact_acc"] <= r["bit_acc"] <= 1 for r in rows)
+    assert "length/bit_acc" in scalar_tags(run)
+    assert (run / "figures" / "accuracy_vs_length.png").exists()
+    assert " + " in metrics["samples"][0]["text"]
+
+
+def test_remember_run(tmp_path):
+    run_cli("task=remember", "model=gru", "model.hidden=5", "task.K=2", *TINY, cwd=tmp_path)
+    (run,) = run_dirs(tmp_path)
+    metrics = load_metrics(run)
+    assert [r["length"] for r in metrics["by_length"]] == list(range(2, 21))
+    sample = metrics["samples"][0]
+    assert sample["K"] == 2 and sample["true"] == sample["sequence"][1]
+
+
+@pytest.mark.parametrize(
+    ("args", "grid"),
+    [
+        (("task=remember", "model=rnn,lstm,gru", "model.hidden=2,5,10"), 9),
+        (("task=binary_add", "model=lstm", "model.hidden=3,5", "task.loss=ce,mse"), 4),
+    ],
+)
+def test_section_sweeps(tmp_path, args, grid):
+    run_cli("-m", *args, *TINY, "task.eval_samples=100", "task.max_eval_len=12", cwd=tmp_path)
+    runs = run_dirs(tmp_path)
+    assert len(runs) == grid
+    assert all((r / "metrics.json").exists() for r in runs)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (("model.cell=transformer",), ["model.cell='transformer'", "rnn, lstm, gru"]),
+        (("model.hidden=0",), ["model.hidden=0", ">= 1"]),
+        (("optimizer.lr=-0.1",), ["optimizer.lr=-0.1", "> 0"]),
+        (("task=nope",), ["task/nope", "binary_add", "mnist", "remember"]),
+        (("model=nope",), ["model/nope", "lstm"]),
+    ],
+)
+def test_bad_input_on_the_command_line(tmp_path, args, fragments):
+    proc = run_cli(*args, *TINY, cwd=tmp_path, check=False)
+    assert proc.returncode != 0
+    said = proc.stderr + proc.stdout
+    for fragment in fragments:
+        assert fragment in said, said[-2000:]
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (("task=remember", "task.K=11"), "task.K=11 is not allowed: it must be an integer in 1..3"),
+        (("task=remember", "task.K=0"), "task.K=0"),
+        (("task=remember", "task.min_len=5", "task.max_len=4"), "min 5 > max 4"),
+        (("task=binary_add", "task.train_len=0"), "task.train_len (min)=0"),
+        (("task=binary_add", "task.train_len=[6,2]"), "min 6 > max 2"),
+        (
+            ("task=binary_add", "task.loss=hinge"),
+            "task.loss='hinge' is not allowed: choose one of ce, mse",
+        ),
+        (("l2=-1",), "l2=-1"),
+    ],
+)
+def test_bad_task_values_surface_unwrapped(compose_cfg, args, fragment):
+    cfg = compose_cfg(*args)
+    with pytest.raises(ConfigError) as info:
+        build(cfg)
+    assert fragment in str(info.value)
+
+
+EXPERIMENTS = sorted(
+    p.relative_to(CONF / "experiment").with_suffix("").as_posix()
+    for p in (CONF / "experiment").rglob("*.yaml")
+)
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_experiment_builds(compose_cfg, name):
+    cfg = compose_cfg(f"experiment={name}")
+    datamodule, module, _ = build(cfg)
+    assert datamodule.name == cfg.task.name == name.split("/")[0]
+    assert module.backbone.cell == cfg.model.cell
+
+
+def test_missing_mnist_offline(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = run_cli(
+        f"paths.data_dir={empty}",
+        "task.datamodule.download=false",
+        *TINY,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert str(empty / "MNIST" / "raw") in proc.stderr and "SEQNETS_DATA_DIR" in proc.stderr
