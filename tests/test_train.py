@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from seqnets.errors import ConfigError
@@ -45,8 +46,11 @@ def test_mnist_run_writes_metrics_tensorboard_and_checkpoint(tmp_path):
     } <= scalar_tags(run)
     assert (run / "figures" / "confusion_matrix.png").exists()
     assert (run / "figures" / "samples.png").exists()
-    ckpts = list((run / "checkpoints").glob("*.ckpt"))
-    assert any(p.name.startswith("best") for p in ckpts)
+    assert "hparams/test/acc" in scalar_tags(run)  # HPARAMS carries the real final metric
+    (best,) = (run / "checkpoints").glob("best*.ckpt")
+    checkpoint = torch.load(best, weights_only=True, map_location="cpu")
+    config = checkpoint["hyper_parameters"]["config"]
+    assert config["task"]["name"] == "mnist" and config["model"]["cell"] == "lstm"
     assert not (tmp_path / "lightning_logs").exists()
 
 

@@ -32,7 +32,7 @@ def rate(make, batch_size: int, seconds: float) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 1024, 16384])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 256, 1024, 16384])
     parser.add_argument("--seconds", type=float, default=1.0, help="per measurement")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args(argv)

@@ -28,7 +28,9 @@ class TensorBatches(Dataset):
     def __init__(self, tensors: Batch) -> None:
         sizes = {t.shape[0] for t in tensors.values()}
         if len(sizes) != 1:
-            raise ValueError(f"tensors differ in length: { {k: v.shape for k, v in tensors.items()} }")
+            raise ValueError(
+                f"tensors differ in length: { {k: v.shape for k, v in tensors.items()} }"
+            )
         self.tensors = tensors
         self.size = sizes.pop()
 
@@ -43,8 +45,8 @@ class TensorBatches(Dataset):
         return {k: v[idx] for k, v in self.tensors.items()}
 
 
-class EpochShuffle(Sampler[int]):
-    """A permutation of ``range(n)`` drawn from (seed, epoch); Lightning calls ``set_epoch``."""
+class EpochSampler(Sampler[int]):
+    """``n`` items per epoch, drawn from (seed, epoch); Lightning calls ``set_epoch``."""
 
     def __init__(self, n: int, seed: int) -> None:
         self.n, self.seed, self.epoch = n, seed, 0
@@ -55,6 +57,10 @@ class EpochShuffle(Sampler[int]):
     def __len__(self) -> int:
         return self.n
 
+
+class EpochShuffle(EpochSampler):
+    """A permutation of ``range(n)``: the sample order of one epoch."""
+
     def __iter__(self) -> Iterator[int]:
         g = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
         return iter(torch.randperm(self.n, generator=g).tolist())
@@ -64,7 +70,9 @@ def _as_is(batch: Batch) -> Batch:
     return batch
 
 
-def tensor_loader(tensors: Batch, batch_size: int, shuffle: bool = False, seed: int = 0) -> DataLoader:
+def tensor_loader(
+    tensors: Batch, batch_size: int, shuffle: bool = False, seed: int = 0
+) -> DataLoader:
     """A DataLoader over in-memory tensors; shuffled per (seed, epoch) when ``shuffle``."""
     dataset = TensorBatches(tensors)
     sampler = EpochShuffle(len(dataset), seed) if shuffle else None
@@ -81,24 +89,17 @@ class GeneratedBatches(Dataset):
         return self.make(torch.Generator().manual_seed(batch_seed))
 
 
-class BatchSeeds(Sampler[int]):
-    """Yields one seed per batch, derived from (seed, epoch, step); Lightning sets the epoch."""
-
-    def __init__(self, num_batches: int, seed: int) -> None:
-        self.num_batches, self.seed, self.epoch = num_batches, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.num_batches
+class BatchSeeds(EpochSampler):
+    """One seed per batch of the epoch, each derived from (seed, epoch, step)."""
 
     def __iter__(self) -> Iterator[int]:
         base = epoch_seed(self.seed, self.epoch) * 100_003
-        return iter((base + step) % (2**63) for step in range(self.num_batches))
+        return iter((base + step) % (2**63) for step in range(self.n))
 
 
-def generated_loader(make: Callable[[torch.Generator], Batch], num_batches: int, seed: int) -> DataLoader:
+def generated_loader(
+    make: Callable[[torch.Generator], Batch], num_batches: int, seed: int
+) -> DataLoader:
     """A DataLoader whose every batch is freshly generated, reproducibly per (seed, epoch, step)."""
     return DataLoader(
         GeneratedBatches(make), batch_size=None, sampler=BatchSeeds(num_batches, seed)

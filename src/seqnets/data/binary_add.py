@@ -8,7 +8,7 @@ import torch
 
 from seqnets.data.batching import Batch
 from seqnets.data.synthetic import SyntheticDataModule, check_length_range
-from seqnets.errors import ConfigError, check_int
+from seqnets.errors import ConfigError
 
 
 def make_binary_add_batch(n: int, length: int, generator: torch.Generator) -> Batch:
@@ -105,6 +105,14 @@ class BinaryAddDataModule(SyntheticDataModule):
             a, b = bits_to_int(bits[:, 0].tolist()), bits_to_int(bits[:, 1].tolist())
             pred = bits_to_int(preds[i, :n].tolist())
             true = bits_to_int(batch["y"][i, :n].tolist())
-            rows.append({"a": a, "b": b, "pred": pred, "true": true, "bits": n,
-                         "text": f"{a} + {b} = {pred} ({true})"})
+            rows.append(
+                {
+                    "a": a,
+                    "b": b,
+                    "pred": pred,
+                    "true": true,
+                    "bits": n,
+                    "text": f"{a} + {b} = {pred} ({true})",
+                }
+            )
         return rows

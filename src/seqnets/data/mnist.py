@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import lightning as L
 import torch
 from torch.utils.data import DataLoader
 from torchvision.datasets import MNIST
 
+from seqnets.data.base import TensorDataModule
 from seqnets.data.batching import Batch, tensor_loader
 from seqnets.errors import ConfigError, check_int
 
@@ -45,7 +45,8 @@ def load_mnist(data_dir: str | os.PathLike, download: bool = False) -> dict[str,
         try:
             train, test = (MNIST(root, train=split, download=True) for split in (True, False))
         except Exception as failed:  # network errors come in many types
-            reason = f"download failed: {type(failed).__name__}: {failed}".strip()
+            last_line = str(failed).strip().splitlines()[-1:] or [""]
+            reason = f"download failed: {type(failed).__name__}: {last_line[0]}"
             raise ConfigError(missing_mnist_message(root, reason)) from failed
     except Exception as corrupt:  # torchvision asserts on malformed IDX headers
         raise ConfigError(
@@ -66,7 +67,7 @@ def load_mnist(data_dir: str | os.PathLike, download: bool = False) -> dict[str,
     return tensors
 
 
-class MNISTDataModule(L.LightningDataModule):
+class MNISTDataModule(TensorDataModule):
     """50k/10k train/validation split of MNIST's training set (fixed by ``split_seed``, not by
     the run's seed, so every run is scored on the same validation images), and the 10k test set.
 
@@ -89,15 +90,12 @@ class MNISTDataModule(L.LightningDataModule):
         std: float = 0.3081,
         download: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, eval_batch_size, seed)
         self.data_dir = data_dir
-        self.batch_size = check_int("task.batch_size", batch_size, 1)
-        self.eval_batch_size = check_int("task.datamodule.eval_batch_size", eval_batch_size, 1)
         self.val_size = check_int("task.datamodule.val_size", val_size, 1, TRAIN_SIZE - 1)
-        self.split_seed, self.seed = split_seed, seed
+        self.split_seed = split_seed
         self.mean, self.std = mean, std
         self.download = download
-        self.splits: dict[str, Batch] = {}
 
     def prepare_data(self) -> None:
         load_mnist(self.data_dir, self.download)
@@ -107,7 +105,10 @@ class MNISTDataModule(L.LightningDataModule):
             return
         data = load_mnist(self.data_dir, download=False)
         order = torch.randperm(TRAIN_SIZE, generator=torch.Generator().manual_seed(self.split_seed))
-        train_idx, val_idx = order[: TRAIN_SIZE - self.val_size], order[TRAIN_SIZE - self.val_size :]
+        train_idx, val_idx = (
+            order[: TRAIN_SIZE - self.val_size],
+            order[TRAIN_SIZE - self.val_size :],
+        )
         self.splits = {
             "train": {"x": data["train_x"][train_idx], "y": data["train_y"][train_idx]},
             "val": {"x": data["train_x"][val_idx], "y": data["train_y"][val_idx]},
@@ -116,12 +117,6 @@ class MNISTDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         return tensor_loader(self.splits["train"], self.batch_size, shuffle=True, seed=self.seed)
-
-    def val_dataloader(self) -> DataLoader:
-        return tensor_loader(self.splits["val"], self.eval_batch_size)
-
-    def test_dataloader(self) -> DataLoader:
-        return tensor_loader(self.splits["test"], self.eval_batch_size)
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (batch, 28, 28) -> float rows normalised with MNIST's mean and std."""

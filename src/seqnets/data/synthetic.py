@@ -3,18 +3,18 @@ evaluation sets at any sequence length for accuracy-against-length studies."""
 
 from __future__ import annotations
 
-import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from seqnets.data.batching import Batch, generated_loader, tensor_loader
+from seqnets.data.base import TensorDataModule
+from seqnets.data.batching import Batch, generated_loader
 from seqnets.errors import ConfigError, check_int
 
 # Offsets keep the fixed evaluation sets' generators apart from each other and from training.
 VAL_OFFSET, TEST_OFFSET, LENGTH_OFFSET = 1_000_000_007, 2_000_000_011, 3_000_000_019
 
 
-class SyntheticDataModule(L.LightningDataModule):
+class SyntheticDataModule(TensorDataModule):
     """Subclasses say how to make ``n`` sequences (``make``) and which lengths to study.
 
     Training batches are made afresh each step from a seed derived from (seed, epoch, step),
@@ -36,15 +36,12 @@ class SyntheticDataModule(L.LightningDataModule):
         seed: int = 0,
         data_seed: int = 0,
     ) -> None:
-        super().__init__()
-        self.batch_size = check_int("task.batch_size", batch_size, 1)
+        super().__init__(batch_size, eval_batch_size, seed)
         self.train_batches = check_int("task.train_batches", train_batches, 1)
         self.val_size = check_int("task.datamodule.val_size", val_size, 1)
         self.test_size = check_int("task.datamodule.test_size", test_size, 1)
-        self.eval_batch_size = check_int("task.datamodule.eval_batch_size", eval_batch_size, 1)
         self.eval_samples = check_int("task.eval_samples", eval_samples, 1)
-        self.seed, self.data_seed = seed, data_seed
-        self.splits: dict[str, Batch] = {}
+        self.data_seed = data_seed
 
     # -- what a task defines -------------------------------------------------------------
     def make(self, n: int, generator: torch.Generator, length: int | None = None) -> Batch:
@@ -57,10 +54,6 @@ class SyntheticDataModule(L.LightningDataModule):
 
     def eval_lengths(self) -> list[int]:
         """The sequence lengths the accuracy-against-length study covers."""
-        raise NotImplementedError
-
-    def describe(self, batch: Batch, preds: torch.Tensor) -> list[dict]:
-        """Samples as a person reads them."""
         raise NotImplementedError
 
     # -- shared machinery ------------------------------------------------------------------
@@ -76,12 +69,6 @@ class SyntheticDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         return generated_loader(self.train_batch, self.train_batches, self.seed)
-
-    def val_dataloader(self) -> DataLoader:
-        return tensor_loader(self.splits["val"], self.eval_batch_size)
-
-    def test_dataloader(self) -> DataLoader:
-        return tensor_loader(self.splits["test"], self.eval_batch_size)
 
     def length_set(self, length: int) -> Batch:
         """``eval_samples`` sequences all of ``length``, fixed for a given ``data_seed``."""

@@ -1,0 +1,38 @@
+"""What every task's DataModule shares: evaluation sets held as tensors in ``splits``."""
+
+from __future__ import annotations
+
+import lightning as L
+from torch.utils.data import DataLoader
+
+from seqnets.data.batching import Batch, tensor_loader
+from seqnets.errors import check_int
+
+
+class TensorDataModule(L.LightningDataModule):
+    """Validation and test sets live in ``self.splits`` as tensors and are served a whole batch
+    at a time; subclasses fill ``splits`` in ``setup`` and say how to train and describe."""
+
+    name: str
+    num_features: int
+
+    def __init__(self, batch_size: int, eval_batch_size: int, seed: int) -> None:
+        super().__init__()
+        self.batch_size = check_int("task.batch_size", batch_size, 1)
+        self.eval_batch_size = check_int("task.datamodule.eval_batch_size", eval_batch_size, 1)
+        self.seed = seed
+        self.splits: dict[str, Batch] = {}
+
+    def val_dataloader(self) -> DataLoader:
+        return tensor_loader(self.splits["val"], self.eval_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return tensor_loader(self.splits["test"], self.eval_batch_size)
+
+    def sample_batch(self) -> Batch:
+        """The same few test samples in every run, for sample predictions."""
+        raise NotImplementedError
+
+    def describe(self, batch: Batch, preds) -> list[dict]:
+        """Samples and their predictions as a person reads them."""
+        raise NotImplementedError
