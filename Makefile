@@ -10,6 +10,11 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 SEQNETS_DATA_DIR ?= $(if $(wildcard ../shared/data/MNIST/raw),$(abspath ../shared/data),$(CURDIR)/data)
 export SEQNETS_DATA_DIR
 ARGS ?=
+# Hydra's glob() does not descend into experiment/mnist/, so the runs are listed here.
+comma := ,
+empty :=
+space := $(empty) $(empty)
+MNIST_RUNS := $(subst $(space),$(comma),$(sort $(patsubst conf/experiment/%.yaml,%,$(wildcard conf/experiment/mnist/*.yaml))))
 
 .PHONY: venv install train test test-full lint format tensorboard bench mnist remember binary-add clean
 
@@ -52,7 +57,7 @@ bench: venv
 
 ## report sections: one multirun sweep each over the section's experiment configs
 mnist: venv
-	$(PY) -m seqnets.train -m 'experiment=glob(mnist/*)' $(ARGS)
+	$(PY) -m seqnets.train -m experiment=$(MNIST_RUNS) $(ARGS)
 
 remember: venv
 	$(PY) -m seqnets.train -m experiment=remember/grid $(ARGS)

@@ -9,6 +9,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from seqnets import summarize
 from seqnets.errors import ConfigError
 from seqnets.train import build
 from tests.conftest import CONF, TINY, load_metrics, needs_mnist, run_cli, run_dirs
@@ -125,11 +126,16 @@ def test_remember_run(tmp_path):
         (("task=binary_add", "model=lstm", "model.hidden=3,5", "task.loss=ce,mse"), 4),
     ],
 )
-def test_section_sweeps(tmp_path, args, grid):
-    run_cli("-m", *args, *TINY, "task.eval_samples=100", "task.max_eval_len=12", cwd=tmp_path)
+def test_section_sweeps(tmp_path, capsys, args, grid):
+    run_cli("-m", *args, *TINY, "task.eval_samples=100", "task.max_eval_len=20", cwd=tmp_path)
     runs = run_dirs(tmp_path)
     assert len(runs) == grid
     assert all((r / "metrics.json").exists() for r in runs)
+    summarize.main([str(tmp_path / "outputs")])  # the sweep's table, from its files alone
+    lines = capsys.readouterr().out.splitlines()
+    rows = [line for line in lines if line.startswith(("| remember |", "| binary_add |"))]
+    assert len(rows) == grid  # one row per run; no seed groups, as every run differs
+    assert any("@20" in line for line in lines)
 
 
 @pytest.mark.parametrize(

@@ -76,10 +76,9 @@ class TestAnalysis(L.Callback):
             log.info("sample: %s", row.get("text", row))
         if writer is not None:
             writer.add_text("test/samples", "\n\n".join(str(r.get("text", r)) for r in samples))
-        if dm.name == "mnist":
-            figures["samples"] = plots.digit_grid(
-                batch["x"], batch["y"].tolist(), preds.tolist(), "fixed test images"
-            )
+        sample_figure = dm.sample_figure(batch, preds)
+        if sample_figure is not None:
+            figures["samples"] = sample_figure
 
         outputs = getattr(pl_module, "test_outputs", {})
         if isinstance(pl_module.objective, Classification) and outputs:

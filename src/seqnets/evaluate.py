@@ -11,18 +11,21 @@ from seqnets.models.module import SequenceModule
 
 
 @torch.no_grad()
-def predict_batch(module: SequenceModule, datamodule, batch: Batch) -> torch.Tensor:
-    """Hard predictions for ``batch``, prepared exactly as the Trainer prepares it."""
+def _predict(module: SequenceModule, datamodule, batch: Batch) -> tuple[torch.Tensor, Batch]:
+    """Predictions and the batch as the model saw it, both on the module's device: the batch
+    is moved and prepared (e.g. normalised) exactly as the Trainer prepares it."""
     module.eval()
     batch = move_data_to_device(batch, module.device)
-    hook = getattr(datamodule, "on_after_batch_transfer", None)
-    if hook is not None:
-        batch = hook(batch, 0)
+    batch = datamodule.on_after_batch_transfer(batch, 0)
     logits = module(batch["x"], batch.get("lengths"))
-    return module.objective.predict(logits).cpu()
+    return module.objective.predict(logits), batch
 
 
-@torch.no_grad()
+def predict_batch(module: SequenceModule, datamodule, batch: Batch) -> torch.Tensor:
+    """Hard predictions for ``batch``, on the CPU."""
+    return _predict(module, datamodule, batch)[0].cpu()
+
+
 def accuracy_by_length(
     module: SequenceModule, datamodule, lengths: list[int] | None = None
 ) -> list[dict]:
@@ -34,12 +37,9 @@ def accuracy_by_length(
     rows = []
     metrics = module.objective.metrics().to(module.device)
     for length in lengths or datamodule.eval_lengths():
-        batch = datamodule.length_set(length)
+        preds, batch = _predict(module, datamodule, datamodule.length_set(length))
         metrics.reset()
-        preds = predict_batch(module, datamodule, batch)
-        module.objective.update(
-            metrics, preds.to(module.device), move_data_to_device(batch, module.device)
-        )
+        module.objective.update(metrics, preds, batch)
         scores = {name: float(value) for name, value in metrics.compute().items()}
         rows.append({"length": length, "samples": int(batch["x"].shape[0]), **scores})
     return rows

@@ -23,6 +23,7 @@ import lightning as L
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from seqnets.callbacks import History, TestAnalysis
@@ -118,6 +119,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         **environment(),
         "config": module.hparams["config"],
     }
+    log_hparams(trainer, cfg, metrics)
     return metrics
 
 
@@ -128,33 +130,23 @@ def write_metrics(metrics: dict[str, Any], trainer_root: str) -> Path:
     return path
 
 
-def log_hparams(cfg: DictConfig, metrics: dict[str, Any]) -> None:
-    """The HPARAMS tab: flat run settings with the real final metrics, not a placeholder."""
-    tb_dir = Path(cfg.paths.output_dir) / "tensorboard"
-    if "tensorboard" not in (cfg.get("logger") or {}):
-        return
-    from torch.utils.tensorboard import SummaryWriter
-
+def log_hparams(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, Any]) -> None:
+    """The HPARAMS tab: the run's settings with its real final metrics, not a placeholder."""
+    config = metrics["config"]
     params = {
-        "task": cfg.task.name,
-        "cell": cfg.model.cell,
-        "hidden": cfg.model.hidden,
-        "num_layers": cfg.model.num_layers,
-        "bidirectional": cfg.model.bidirectional,
-        "lr": cfg.optimizer.lr,
+        "task": {k: v for k, v in config["task"].items() if not isinstance(v, dict)},
+        "model": {k: v for k, v in config["model"].items() if k != "_target_"},
+        "optimizer": {k: v for k, v in config["optimizer"].items() if not k.startswith("_")},
         "l2": cfg.l2,
         "seed": cfg.seed,
-        "max_epochs": cfg.trainer.max_epochs,
-        "batch_size": cfg.task.batch_size,
     }
-    for key in ("K", "loss", "train_len"):
-        if key in cfg.task:
-            params[key] = str(cfg.task[key])
     finals = {f"hparams/{k}": v for k, v in metrics["test"].items()}
     if metrics["best_val"] is not None:
         finals["hparams/best_val"] = metrics["best_val"]
-    with SummaryWriter(tb_dir) as writer:
-        writer.add_hparams(params, finals, run_name=".")
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(params, metrics=finals, step=trainer.global_step)
+            logger.finalize("success")  # testing already closed it; flush what came after
 
 
 def objective_value(metrics: dict[str, Any]) -> float:
@@ -175,7 +167,6 @@ def main(cfg: DictConfig) -> float:
         print(f"seqnets: error: {error}", file=sys.stderr)
         sys.exit(2)
     path = write_metrics(metrics, cfg.paths.output_dir)
-    log_hparams(cfg, metrics)
     log.info("test: %s", json.dumps(metrics["test"]))
     log.info(
         "train %.1f s, test %.1f s; metrics in %s",

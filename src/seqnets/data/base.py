@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import lightning as L
+import torch
+from matplotlib.figure import Figure
 from torch.utils.data import DataLoader
 
 from seqnets.data.batching import Batch, tensor_loader
@@ -33,6 +35,10 @@ class TensorDataModule(L.LightningDataModule):
         """The same few test samples in every run, for sample predictions."""
         raise NotImplementedError
 
-    def describe(self, batch: Batch, preds) -> list[dict]:
+    def describe(self, batch: Batch, preds: torch.Tensor) -> list[dict]:
         """Samples and their predictions as a person reads them."""
         raise NotImplementedError
+
+    def sample_figure(self, batch: Batch, preds: torch.Tensor) -> Figure | None:
+        """A picture of the samples, for tasks whose inputs are pictures."""
+        return None

@@ -22,13 +22,15 @@ def make_binary_add_batch(n: int, length: int, generator: torch.Generator) -> Ba
     """
     bits = torch.randint(0, 2, (n, length, 2), generator=generator, dtype=torch.uint8)
     bits[:, -1] = 0  # the top bit of a and b is 0: a, b < 2^(length-1)
-    a, b = bits[..., 0], bits[..., 1]
+    a, b = bits.unbind(-1)
     propagate = a ^ b
-    positions = torch.arange(length).expand(n, length)
-    last_stop = torch.where(propagate == 0, positions, -1).cummax(dim=1).values
-    carry_out = (a & b).gather(1, last_stop.clamp(min=0)) & (last_stop >= 0)
-    carry_in = torch.cat([torch.zeros(n, 1, dtype=torch.uint8), carry_out[:, :-1]], dim=1)
-    return {"x": bits.to(torch.float32), "y": (propagate ^ carry_in).long()}
+    # Each stopping position is encoded as 2*i + its AND, so a running maximum carries the
+    # last stop forward and its low bit is the carry (-1, no stop yet, clamps to carry 0).
+    stops = torch.where(propagate == 0, torch.arange(0, 2 * length, 2) + (a & b), -1)
+    carry_out = stops.cummax(dim=1).values.clamp(min=0) & 1
+    total = propagate.long()
+    total[:, 1:] ^= carry_out[:, :-1]
+    return {"x": bits.to(torch.float32), "y": total}
 
 
 def bits_to_int(bits: Sequence[int]) -> int:

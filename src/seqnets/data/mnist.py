@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import torch
+from matplotlib.figure import Figure
 from torch.utils.data import DataLoader
 from torchvision.datasets import MNIST
 
 from seqnets.data.base import TensorDataModule
 from seqnets.data.batching import Batch, tensor_loader
 from seqnets.errors import ConfigError, check_int
+from seqnets.plots import digit_grid
 
 TRAIN_SIZE = 60_000
+DOWNLOAD_TIMEOUT_S = 30
 
 
 def missing_mnist_message(root: Path, reason: str) -> str:
@@ -42,12 +46,16 @@ def load_mnist(data_dir: str | os.PathLike, download: bool = False) -> dict[str,
     except RuntimeError as missing:
         if not download:
             raise ConfigError(missing_mnist_message(root, "downloads are off")) from missing
+        previous = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # a blackholed network fails, not hangs
         try:
             train, test = (MNIST(root, train=split, download=True) for split in (True, False))
         except Exception as failed:  # network errors come in many types
             last_line = str(failed).strip().splitlines()[-1:] or [""]
             reason = f"download failed: {type(failed).__name__}: {last_line[0]}"
             raise ConfigError(missing_mnist_message(root, reason)) from failed
+        finally:
+            socket.setdefaulttimeout(previous)
     except Exception as corrupt:  # torchvision asserts on malformed IDX headers
         raise ConfigError(
             f"the MNIST files under {root / 'MNIST' / 'raw'} could not be read "
@@ -138,3 +146,6 @@ class MNISTDataModule(TensorDataModule):
             {"test_index": int(i), "true": int(t), "pred": int(p)}
             for i, t, p in zip(batch["index"], batch["y"], preds, strict=True)
         ]
+
+    def sample_figure(self, batch: Batch, preds: torch.Tensor) -> Figure:
+        return digit_grid(batch["x"], batch["y"].tolist(), preds.tolist(), "fixed test images")
