@@ -84,7 +84,8 @@ class TestAnalysis(L.Callback):
         if isinstance(pl_module.objective, Classification) and outputs:
             self.results.update(self._classification(outputs, pl_module.objective.num_classes))
             figures["confusion_matrix"] = plots.confusion_matrix(
-                torch.tensor(self.results["confusion_matrix"]), f"{dm.name}: test confusion matrix"
+                torch.tensor(self.results["confusion_matrix"]),
+                f"{dm.name}, {pl_module.backbone.describe()}: test confusion matrix",
             )
 
         if hasattr(dm, "eval_lengths"):
@@ -93,7 +94,7 @@ class TestAnalysis(L.Callback):
             trained = (getattr(dm, "min_len", None), getattr(dm, "max_len", None))
             figures["accuracy_vs_length"] = plots.length_curve(
                 rows,
-                f"{dm.name}: accuracy against length",
+                f"{dm.name}, {pl_module.backbone.describe()}: accuracy against length",
                 trained if None not in trained else None,
             )
             if writer is not None:

@@ -14,6 +14,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from seqnets.models.backbone import describe_model
+
 LENGTHS = (20, 50, 100)
 
 
@@ -27,25 +29,24 @@ def describe(run: dict[str, Any]) -> dict[str, Any]:
     """The columns of one run: what it was, and what it scored."""
     cfg = run["config"]
     model = cfg["model"]
-    name = ("bi" if model["bidirectional"] else "") + model["cell"]
     row: dict[str, Any] = {
         "task": run["task"],
-        "model": f"{name} h={model['hidden']}"
-        + (f" x{model['num_layers']}" if model["num_layers"] > 1 else ""),
+        "model": describe_model(
+            model["cell"], model["hidden"], model["num_layers"], model["bidirectional"]
+        ),
         "setting": ", ".join(
             [f"{k}={cfg['task'][k]}" for k in ("K", "train_len", "loss") if k in cfg["task"]]
             + ([f"l2={cfg['l2']}"] if cfg["l2"] else [])
         ),
         "seed": run["seed"],
-        "best val": run["best_val"],
+        f"best {run['monitor']}": run["best_val"],
         **{k.removeprefix("test/"): v for k, v in run["test"].items() if not k.endswith("loss")},
     }
     by_length = {r["length"]: r for r in run.get("by_length", [])}
     for length in LENGTHS:
-        if length in by_length:
-            scores = by_length[length]
-            key = "exact_acc" if "exact_acc" in scores else "acc"
-            row[f"{key}@{length}"] = scores[key]
+        for key, value in by_length.get(length, {}).items():
+            if key not in ("length", "samples"):
+                row[f"{key}@{length}"] = value
     row["train s"] = run["train_time_s"]
     row["params"] = run["num_parameters"]
     return row

@@ -13,6 +13,12 @@ CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
 
+def describe_model(cell: str, hidden: int, num_layers: int = 1, bidirectional: bool = False) -> str:
+    """A short name for a backbone, shared by figures and tables: ``bilstm h=128 x2``."""
+    layers = f" x{num_layers}" if num_layers > 1 else ""
+    return f"{'bi' if bidirectional else ''}{cell} h={hidden}{layers}"
+
+
 class RecurrentBackbone(nn.Module):
     """A stack of RNN, LSTM or GRU layers that reads a batch of (possibly ragged) sequences.
 
@@ -53,6 +59,10 @@ class RecurrentBackbone(nn.Module):
             batch_first=True,
         )
         self.reset_parameters(forget_bias=forget_bias, orthogonal=orthogonal)
+
+    def describe(self) -> str:
+        """A short name for titles, e.g. ``bilstm h=128 x2``."""
+        return describe_model(self.cell, self.hidden, self.num_layers, self.bidirectional)
 
     @torch.no_grad()
     def reset_parameters(self, forget_bias: float = 1.0, orthogonal: bool = True) -> None:
