@@ -110,13 +110,25 @@ def test_users_binary_add_command(tmp_path):
     assert " + " in metrics["samples"][0]["text"]
 
 
-def test_remember_run(tmp_path):
-    run_cli("task=remember", "model=gru", "model.hidden=5", "task.K=2", *TINY, cwd=tmp_path)
+def test_remember_run_without_best_checkpoint(tmp_path):
+    run_cli(
+        "task=remember",
+        "model=gru",
+        "model.hidden=5",
+        "task.K=2",
+        "callbacks.model_checkpoint=null",
+        *TINY,
+        cwd=tmp_path,
+    )
     (run,) = run_dirs(tmp_path)
     metrics = load_metrics(run)
     assert [r["length"] for r in metrics["by_length"]] == list(range(2, 21))
     sample = metrics["samples"][0]
     assert sample["K"] == 2 and sample["true"] == sample["sequence"][1]
+    # No best checkpoint: sweepers still get the monitored value, from the last epoch.
+    saved = metrics["best_checkpoint"]
+    assert saved is None or not Path(saved).name.startswith("best")
+    assert metrics["best_val"] == metrics["history"][-1]["val/loss"]
 
 
 @pytest.mark.parametrize(

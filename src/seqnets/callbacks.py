@@ -36,13 +36,19 @@ class History(L.Callback):
     for ``metrics.json`` (TensorBoard keeps them too, but the report should not need it)."""
 
     def __init__(self) -> None:
-        self.steps: list[tuple[int, float]] = []
+        self._steps: list[tuple[int, torch.Tensor]] = []
         self.epochs: list[dict[str, float]] = []
+
+    @property
+    def steps(self) -> list[tuple[int, float]]:
+        """(global step, training loss) pairs."""
+        return [(step, float(loss)) for step, loss in self._steps]
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args) -> None:
         loss = trainer.callback_metrics.get("train/loss_step")
         if loss is not None:
-            self.steps.append((trainer.global_step, float(loss)))
+            # Kept as a tensor: reading its value here would stall a GPU every step.
+            self._steps.append((trainer.global_step, loss.detach().clone()))
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         row: dict[str, float] = {"epoch": trainer.current_epoch}

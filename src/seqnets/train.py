@@ -97,6 +97,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     history = _of_type(callbacks, History)
     analysis = _of_type(callbacks, TestAnalysis)
     best_score = getattr(checkpoint, "best_model_score", None)
+    if best_score is None and history and history.epochs:  # checkpointing switched off
+        best_score = history.epochs[-1].get(cfg.task.monitor)
     metrics: dict[str, Any] = {
         "task": cfg.task.name,
         "cell": cfg.model.cell,
@@ -123,9 +125,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return metrics
 
 
-def write_metrics(metrics: dict[str, Any], trainer_root: str) -> Path:
+def write_metrics(metrics: dict[str, Any], run_dir: str) -> Path:
     """``metrics.json`` beside the run's ``.hydra/`` directory."""
-    path = Path(trainer_root) / "metrics.json"
+    path = Path(run_dir) / "metrics.json"
     path.write_text(json.dumps(metrics, indent=2))
     return path
 
