@@ -22,7 +22,7 @@ needs_mnist = pytest.mark.skipif(
     not HAS_MNIST, reason=f"MNIST not in {DATA_DIR} (set SEQNETS_DATA_DIR)"
 )
 # A few batches per stage: enough to exercise every part, quick on two cores.
-TINY = ["debug=fast", "trainer.enable_model_summary=false"]
+TINY = ["debug=fast", "trainer=cpu", "trainer.enable_model_summary=false"]
 
 
 @pytest.fixture

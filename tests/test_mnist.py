@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from seqnets.data import mnist as mnist_module
-from seqnets.data.mnist import MNISTDataModule, load_mnist
+from seqnets.data.mnist import RAW_FILES, MNISTDataModule, load_mnist
 from seqnets.errors import ConfigError
 from tests.conftest import DATA_DIR, needs_mnist
 
@@ -77,12 +77,18 @@ def test_data_dir_that_is_a_file(tmp_path):
 def test_corrupt_files(tmp_path):
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
-    for name in (
-        "train-images-idx3-ubyte",
-        "train-labels-idx1-ubyte",
-        "t10k-images-idx3-ubyte",
-        "t10k-labels-idx1-ubyte",
-    ):
+    for name in RAW_FILES:
         (raw / name).write_bytes(b"\x00\x01garbage")
     with pytest.raises(ConfigError, match="could not be read"):
         load_mnist(tmp_path)
+
+
+@needs_mnist
+def test_truncated_files_are_corrupt_not_missing(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in RAW_FILES:
+        data = (DATA_DIR / "MNIST" / "raw" / name).read_bytes()
+        (raw / name).write_bytes(data[: len(data) // 2])  # a valid header, half the images
+    with pytest.raises(ConfigError, match="could not be read"):
+        load_mnist(tmp_path, download=True)

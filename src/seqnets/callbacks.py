@@ -23,12 +23,15 @@ from seqnets.models.objectives import Classification
 log = logging.getLogger(__name__)
 
 
+def first_of_type(items: list, kind: type) -> Any | None:
+    """The first of ``items`` (callbacks, loggers) that is a ``kind``, or None."""
+    return next((item for item in items if isinstance(item, kind)), None)
+
+
 def _tensorboard(trainer: L.Trainer) -> Any | None:
     """The SummaryWriter of the run's TensorBoard logger, if it has one."""
-    for logger in trainer.loggers:
-        if isinstance(logger, TensorBoardLogger):
-            return logger.experiment
-    return None
+    logger = first_of_type(trainer.loggers, TensorBoardLogger)
+    return logger.experiment if logger is not None else None
 
 
 class History(L.Callback):
@@ -132,13 +135,13 @@ class TestAnalysis(L.Callback):
             for c in range(num_classes)
         }
         report["accuracy"] = float((preds == target).float().mean())
-        for average in ("macro", "weighted"):
-            report[f"{average} avg"] = {
-                "precision": float(multiclass_precision(**args, average=average)),
-                "recall": float(multiclass_recall(**args, average=average)),
-                "f1": float(multiclass_f1_score(**args, average=average)),
-                "support": int(support.sum()),
-            }
+        weights = {
+            "macro": torch.full((num_classes,), 1.0 / num_classes),
+            "weighted": support / support.sum(),
+        }
+        for average, w in weights.items():
+            report[f"{average} avg"] = {k: float((v * w).sum()) for k, v in per_class.items()}
+            report[f"{average} avg"]["support"] = int(support.sum())
         return {
             "confusion_matrix": multiclass_confusion_matrix(**args).tolist(),
             "classification_report": report,

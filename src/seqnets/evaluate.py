@@ -1,10 +1,9 @@
 """Scoring a trained module outside the Trainer's loops: fixed samples and accuracy against
-sequence length. The checkpoint-evaluation CLI builds on these."""
+sequence length, for the test analysis now and for evaluating checkpoints later."""
 
 from __future__ import annotations
 
 import torch
-from lightning.pytorch.utilities import move_data_to_device
 
 from seqnets.data.batching import Batch
 from seqnets.models.module import SequenceModule
@@ -15,7 +14,7 @@ def _predict(module: SequenceModule, datamodule, batch: Batch) -> tuple[torch.Te
     """Predictions and the batch as the model saw it, both on the module's device: the batch
     is moved and prepared (e.g. normalised) exactly as the Trainer prepares it."""
     module.eval()
-    batch = move_data_to_device(batch, module.device)
+    batch = datamodule.transfer_batch_to_device(batch, module.device, 0)
     batch = datamodule.on_after_batch_transfer(batch, 0)
     logits = module(batch["x"], batch.get("lengths"))
     return module.objective.predict(logits), batch

@@ -14,15 +14,39 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from seqnets.models.backbone import describe_model
 
 LENGTHS = (20, 50, 100)
+TASK_KNOBS = ("K", "train_len", "loss")
+# Overrides already shown in other columns, or that do not change what a run computes.
+SHOWN_ELSEWHERE = {"task", "model", "seed", "experiment", "l2", "model.hidden"} | {
+    f"task.{k}" for k in TASK_KNOBS
+}
+IGNORED_PREFIXES = ("hydra.", "trainer.enable_progress_bar", "trainer.enable_model_summary")
 
 
 def load_runs(paths: list[Path]) -> list[dict[str, Any]]:
     """Every run's metrics below ``paths``, in directory order."""
     files = sorted({f for p in paths for f in ([p] if p.is_file() else p.rglob("metrics.json"))})
     return [json.loads(f.read_text()) | {"dir": str(f.parent)} for f in files]
+
+
+def setting(run: dict[str, Any]) -> str:
+    """What sets a run apart besides task, model and seed: the task's own knobs, L2, and any
+    other command-line override (so runs differing in, say, ``task.lr`` never share a row of
+    the mean-over-seeds table)."""
+    cfg = run["config"]
+    parts = [f"{k}={cfg['task'][k]}" for k in TASK_KNOBS if k in cfg["task"]]
+    parts += [f"l2={cfg['l2']}"] if cfg["l2"] else []
+    overrides = Path(run["dir"]) / ".hydra" / "overrides.yaml"
+    if overrides.exists():
+        for line in yaml.safe_load(overrides.read_text()) or []:
+            key = line.split("=", 1)[0].lstrip("+~")
+            if key not in SHOWN_ELSEWHERE and not key.startswith(IGNORED_PREFIXES):
+                parts.append(line)
+    return ", ".join(parts)
 
 
 def describe(run: dict[str, Any]) -> dict[str, Any]:
@@ -34,10 +58,7 @@ def describe(run: dict[str, Any]) -> dict[str, Any]:
         "model": describe_model(
             model["cell"], model["hidden"], model["num_layers"], model["bidirectional"]
         ),
-        "setting": ", ".join(
-            [f"{k}={cfg['task'][k]}" for k in ("K", "train_len", "loss") if k in cfg["task"]]
-            + ([f"l2={cfg['l2']}"] if cfg["l2"] else [])
-        ),
+        "setting": setting(run),
         "seed": run["seed"],
         f"best {run['monitor']}": run["best_val"],
         **{k.removeprefix("test/"): v for k, v in run["test"].items() if not k.endswith("loss")},
@@ -52,9 +73,10 @@ def describe(run: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def fmt(value: Any) -> str:
+def fmt(value: Any, key: str = "") -> str:
+    """Accuracies and losses to 4 decimals; seconds and other large numbers to 1."""
     if isinstance(value, float):
-        return f"{value:.4f}" if value <= 1.0 else f"{value:.1f}"
+        return f"{value:.1f}" if key.endswith(" s") or abs(value) > 1.0 else f"{value:.4f}"
     return str(value)
 
 
@@ -62,7 +84,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     """Rows as a Markdown table (columns: the union, in first-seen order)."""
     columns = list(dict.fromkeys(k for row in rows for k in row))
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(fmt(row.get(c, "")) for c in columns) + " |" for row in rows]
+    lines += ["| " + " | ".join(fmt(row.get(c, ""), c) for c in columns) + " |" for row in rows]
     return "\n".join(lines)
 
 
@@ -82,10 +104,9 @@ def by_seed(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for key, value in members[0].items():
             if isinstance(value, float):
                 values = [m[key] for m in members if m.get(key) is not None]
-                mean = fmt(statistics.mean(values))
-                summary[key] = (
-                    f"{mean} ± {fmt(statistics.stdev(values))}" if len(values) > 1 else mean
-                )
+                mean = fmt(statistics.mean(values), key)
+                spread = fmt(statistics.stdev(values), key) if len(values) > 1 else None
+                summary[key] = f"{mean} ± {spread}" if spread else mean
         out.append(summary)
     return out
 

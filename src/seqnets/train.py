@@ -23,19 +23,16 @@ import lightning as L
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor, Timer
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from seqnets.callbacks import History, TestAnalysis
+from seqnets.callbacks import History, TestAnalysis, first_of_type
 from seqnets.errors import ConfigError
 from seqnets.models.module import SequenceModule
 
 log = logging.getLogger(__name__)
 PACKAGES = ("seqnets", "torch", "lightning", "hydra-core", "torchmetrics", "omegaconf")
-
-
-def _of_type(items: list, kind: type) -> Any | None:
-    return next((item for item in items if isinstance(item, kind)), None)
 
 
 def environment() -> dict[str, Any]:
@@ -71,6 +68,8 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, SequenceModule, L.Tra
         raise
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    if not loggers:  # e.g. ~logger: a learning-rate monitor would have nowhere to write
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     return datamodule, module, trainer
 
@@ -84,7 +83,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule)
     fit_wall = time.perf_counter() - start
-    timer = _of_type(callbacks, L.pytorch.callbacks.Timer)
+    timer = first_of_type(callbacks, Timer)
     # Read now: loading the best checkpoint for testing restores the Timer's saved state,
     # which Lightning then adds to the training time as an offset.
     train_time = timer.time_elapsed("train") if timer else fit_wall
@@ -94,11 +93,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     test = trainer.test(module, datamodule=datamodule, ckpt_path=best_path, verbose=False)[0]
     test_wall = time.perf_counter() - start
 
-    history = _of_type(callbacks, History)
-    analysis = _of_type(callbacks, TestAnalysis)
+    history = first_of_type(callbacks, History)
+    analysis = first_of_type(callbacks, TestAnalysis)
     best_score = getattr(checkpoint, "best_model_score", None)
-    if best_score is None and history and history.epochs:  # checkpointing switched off
-        best_score = history.epochs[-1].get(cfg.task.monitor)
+    if best_score is None and history:  # checkpointing switched off: best epoch by monitor
+        scores = [row[cfg.task.monitor] for row in history.epochs if cfg.task.monitor in row]
+        best_score = (max if cfg.task.monitor_mode == "max" else min)(scores, default=None)
     metrics: dict[str, Any] = {
         "task": cfg.task.name,
         "cell": cfg.model.cell,
@@ -145,10 +145,10 @@ def log_hparams(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, Any]) ->
     finals = {f"hparams/{k}": v for k, v in metrics["test"].items()}
     if metrics["best_val"] is not None:
         finals["hparams/best_val"] = metrics["best_val"]
-    for logger in trainer.loggers:
-        if isinstance(logger, TensorBoardLogger):
-            logger.log_hyperparams(params, metrics=finals, step=trainer.global_step)
-            logger.finalize("success")  # testing already closed it; flush what came after
+    logger = first_of_type(trainer.loggers, TensorBoardLogger)
+    if logger is not None:
+        logger.log_hyperparams(params, metrics=finals, step=trainer.global_step)
+        logger.finalize("success")  # testing already closed it; flush what came after
 
 
 def objective_value(metrics: dict[str, Any]) -> float:

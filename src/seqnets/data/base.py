@@ -25,6 +25,15 @@ class TensorDataModule(L.LightningDataModule):
         self.seed = seed
         self.splits: dict[str, Batch] = {}
 
+    def transfer_batch_to_device(
+        self, batch: Batch, device: torch.device, dataloader_idx: int
+    ) -> Batch:
+        """Everything to the device but ``lengths``: packing needs them on the CPU, and a
+        round trip per step would stall a GPU."""
+        return {
+            k: v if k == "lengths" else v.to(device, non_blocking=True) for k, v in batch.items()
+        }
+
     def val_dataloader(self) -> DataLoader:
         return tensor_loader(self.splits["val"], self.eval_batch_size)
 

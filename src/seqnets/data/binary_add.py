@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import torch
 
 from seqnets.data.batching import Batch
-from seqnets.data.synthetic import SyntheticDataModule, check_length_range
-from seqnets.errors import ConfigError
+from seqnets.data.synthetic import SAMPLE_OFFSET, SyntheticDataModule, check_length_range
+from seqnets.errors import ConfigError, check_int
 
 
 def make_binary_add_batch(n: int, length: int, generator: torch.Generator) -> Batch:
@@ -61,9 +61,11 @@ class BinaryAddDataModule(SyntheticDataModule):
         train_len: int | Sequence[int] = 3,
         min_eval_len: int = 1,
         max_eval_len: int = 100,
+        sample_len: int = 20,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        self.sample_len = check_int("task.sample_len", sample_len, 1)
         self.min_len, self.max_len = parse_train_len(train_len)
         self.min_eval_len, self.max_eval_len = check_length_range(
             "task.min_eval_len/max_eval_len", min_eval_len, max_eval_len
@@ -94,6 +96,11 @@ class BinaryAddDataModule(SyntheticDataModule):
             start += count
         sizes = torch.repeat_interleave(torch.tensor(lengths), torch.tensor(counts))
         return {"x": x, "y": y, "lengths": sizes}
+
+    def sample_batch(self, n: int = 8) -> Batch:
+        """Sums of ``sample_len`` bits, fixed for a given ``data_seed``: long enough to show
+        whether the carry holds beyond the training length."""
+        return self._fixed(n, SAMPLE_OFFSET, self.sample_len)
 
     def eval_lengths(self) -> list[int]:
         return list(range(self.min_eval_len, self.max_eval_len + 1))

@@ -17,6 +17,12 @@ from seqnets.errors import ConfigError, check_int
 from seqnets.plots import digit_grid
 
 TRAIN_SIZE = 60_000
+RAW_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
 DOWNLOAD_TIMEOUT_S = 30
 
 
@@ -25,38 +31,42 @@ def missing_mnist_message(root: Path, reason: str) -> str:
     raw = root / "MNIST" / "raw"
     return (
         f"MNIST was not found in the data directory {root} and could not be downloaded "
-        f"({reason}). Put the four uncompressed IDX files train-images-idx3-ubyte, "
-        f"train-labels-idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte in "
+        f"({reason}). Put the four uncompressed IDX files {', '.join(RAW_FILES)} in "
         f"{raw}/ (torchvision's layout), or point the data directory elsewhere with "
         f"SEQNETS_DATA_DIR=/path/to/data or paths.data_dir=/path/to/data; on the project's "
         f"machines that folder is ../shared/data."
     )
 
 
-def load_mnist(data_dir: str | os.PathLike, download: bool = False) -> dict[str, torch.Tensor]:
-    """Images as one uint8 tensor per split (no PIL), read through torchvision's MNIST.
-
-    A download is tried only when the files are missing and ``download`` is set.
-    """
+def ensure_mnist(data_dir: str | os.PathLike, download: bool = False) -> Path:
+    """The data directory, once MNIST's four files are in it; a download is tried only when
+    some are missing and ``download`` is set. Reads nothing else: cheap to call per stage."""
     root = Path(data_dir).expanduser().resolve()
     if root.exists() and not (root.is_dir() and os.access(root, os.R_OK | os.X_OK)):
         raise ConfigError(f"paths.data_dir={str(root)!r} is not a readable directory")
+    if all((root / "MNIST" / "raw" / name).is_file() for name in RAW_FILES):
+        return root
+    if not download:
+        raise ConfigError(missing_mnist_message(root, "downloads are off"))
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # a blackholed network fails, not hangs
     try:
-        train, test = (MNIST(root, train=split, download=False) for split in (True, False))
-    except RuntimeError as missing:
-        if not download:
-            raise ConfigError(missing_mnist_message(root, "downloads are off")) from missing
-        previous = socket.getdefaulttimeout()
-        socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # a blackholed network fails, not hangs
-        try:
-            train, test = (MNIST(root, train=split, download=True) for split in (True, False))
-        except Exception as failed:  # network errors come in many types
-            last_line = str(failed).strip().splitlines()[-1:] or [""]
-            reason = f"download failed: {type(failed).__name__}: {last_line[0]}"
-            raise ConfigError(missing_mnist_message(root, reason)) from failed
-        finally:
-            socket.setdefaulttimeout(previous)
-    except Exception as corrupt:  # torchvision asserts on malformed IDX headers
+        MNIST(root, download=True)
+    except Exception as failed:  # network errors come in many types
+        last_line = str(failed).strip().splitlines()[-1:] or [""]
+        reason = f"download failed: {type(failed).__name__}: {last_line[0]}"
+        raise ConfigError(missing_mnist_message(root, reason)) from failed
+    finally:
+        socket.setdefaulttimeout(previous)
+    return root
+
+
+def load_mnist(data_dir: str | os.PathLike, download: bool = False) -> dict[str, torch.Tensor]:
+    """Images as one uint8 tensor per split (no PIL), read through torchvision's MNIST."""
+    root = ensure_mnist(data_dir, download)
+    try:
+        train, test = (MNIST(root, train=split) for split in (True, False))
+    except Exception as corrupt:  # torchvision asserts or raises on malformed files
         raise ConfigError(
             f"the MNIST files under {root / 'MNIST' / 'raw'} could not be read "
             f"({type(corrupt).__name__}: {corrupt}); replace them with intact copies"
@@ -106,12 +116,12 @@ class MNISTDataModule(TensorDataModule):
         self.download = download
 
     def prepare_data(self) -> None:
-        load_mnist(self.data_dir, self.download)
+        ensure_mnist(self.data_dir, self.download)
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        data = load_mnist(self.data_dir, download=False)
+        data = load_mnist(self.data_dir)
         order = torch.randperm(TRAIN_SIZE, generator=torch.Generator().manual_seed(self.split_seed))
         train_idx, val_idx = (
             order[: TRAIN_SIZE - self.val_size],

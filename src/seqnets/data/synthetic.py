@@ -12,6 +12,7 @@ from seqnets.errors import ConfigError, check_int
 
 # Offsets keep the fixed evaluation sets' generators apart from each other and from training.
 VAL_OFFSET, TEST_OFFSET, LENGTH_OFFSET = 1_000_000_007, 2_000_000_011, 3_000_000_019
+SAMPLE_OFFSET = 4_000_000_007
 
 
 class SyntheticDataModule(TensorDataModule):

@@ -77,7 +77,7 @@ class SequenceModule(L.LightningModule):
         batch_size = batch["x"].shape[0]
         self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, batch_size=batch_size)
         self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=batch_size)
-        if stage == "test":
+        if stage == "test" and self.objective.keeps_test_predictions:
             self._test_parts.append((preds.detach().cpu(), batch["y"].detach().cpu()))
         return loss
 
@@ -100,9 +100,7 @@ class SequenceModule(L.LightningModule):
         """Keep the test predictions: confusion matrices and reports are built from them."""
         if self._test_parts:
             preds, targets = zip(*self._test_parts, strict=True)
-            same_shape = len({p.shape[1:] for p in preds}) == 1
-            if same_shape:
-                self.test_outputs = {"preds": torch.cat(preds), "targets": torch.cat(targets)}
+            self.test_outputs = {"preds": torch.cat(preds), "targets": torch.cat(targets)}
         self._test_parts = []
 
     def configure_optimizers(self) -> Any:

@@ -15,12 +15,15 @@ from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy
 from seqnets.errors import check_choice, check_int
 
 Batch = dict[str, torch.Tensor]
+PAD = -1  # target value of padded steps, ignored by the bit metrics
 
 
 class Classification:
     """One label per sequence, read from the final state: MNIST rows, index memory."""
 
     readout = "last"
+    # The module keeps test predictions for the confusion matrix and classification report.
+    keeps_test_predictions = True
 
     def __init__(self, num_classes: int = 10, label_smoothing: float = 0.0) -> None:
         self.num_classes = check_int("task.objective.num_classes", num_classes, 2)
@@ -50,6 +53,7 @@ class BitSequence:
     """
 
     readout = "every"
+    keeps_test_predictions = False
     num_outputs = 1
     LOSSES = ("ce", "mse")
 
@@ -57,14 +61,14 @@ class BitSequence:
         self.loss_name = check_choice("task.loss", loss, self.LOSSES)
 
     @staticmethod
-    def mask(batch: Batch) -> torch.Tensor:
-        """True at real steps; all True unless the batch is ragged."""
-        y = batch["y"]
+    def mask(batch: Batch) -> torch.Tensor | None:
+        """True at real steps of a ragged batch; None when every step is real."""
         lengths = batch.get("lengths")
         if lengths is None:
-            return torch.ones_like(y, dtype=torch.bool)
+            return None
+        y = batch["y"]
         steps = torch.arange(y.shape[1], device=y.device)
-        return steps[None, :] < lengths.to(y.device)[:, None]
+        return steps[None, :] < lengths.to(y.device, non_blocking=True)[:, None]
 
     def loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         logits = logits.squeeze(-1)
@@ -74,19 +78,27 @@ class BitSequence:
         else:
             per_bit = (torch.sigmoid(logits) - target).pow(2)
         mask = self.mask(batch)
-        return per_bit[mask].mean()
+        if mask is None:
+            return per_bit.mean()
+        # Weighted, not indexed: boolean indexing would sync a GPU every step.
+        return (per_bit * mask).sum() / mask.sum()
 
     def predict(self, logits: torch.Tensor) -> torch.Tensor:
         return (logits.squeeze(-1) > 0).long()
 
     def metrics(self) -> MetricCollection:
-        # bit_acc counts every real bit; exact_acc counts sums with every bit right.
+        # bit_acc counts every real bit (padding is marked -1 and ignored); exact_acc counts
+        # sums with every bit right.
         return MetricCollection(
-            {"bit_acc": BinaryAccuracy(), "exact_acc": MeanMetric()}, compute_groups=False
+            {"bit_acc": BinaryAccuracy(ignore_index=PAD), "exact_acc": MeanMetric()},
+            compute_groups=False,
         )
 
     def update(self, metrics: MetricCollection, preds: torch.Tensor, batch: Batch) -> None:
-        mask = self.mask(batch)
-        right = (preds == batch["y"]) | ~mask
-        metrics["bit_acc"].update(preds[mask], batch["y"][mask])
+        target, mask = batch["y"], self.mask(batch)
+        right = preds == target
+        if mask is not None:
+            target = target.masked_fill(~mask, PAD)
+            right |= ~mask
+        metrics["bit_acc"].update(preds, target)
         metrics["exact_acc"].update(right.all(dim=1).float())
