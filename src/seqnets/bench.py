@@ -1,7 +1,7 @@
 """How fast the synthetic tasks make data: ``python -m seqnets.bench`` (``make bench``).
 
-Prints sequences per second for whole-batch generation of each task, the figure behind the
-claim that data making never limits training.
+Prints sequences per second for whole-batch generation of each task, to set beside a run's
+training speed (``steps_trained`` and ``train_time_s`` in its ``metrics.json``).
 """
 
 from __future__ import annotations
