@@ -69,3 +69,10 @@ def run_dirs(cwd: Path) -> list[Path]:
 
 def load_metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
+
+
+def run_one(*args: str, cwd: Path) -> tuple[Path, dict]:
+    """Run one job of the real CLI; its run directory and its metrics."""
+    run_cli(*args, cwd=cwd)
+    (run,) = run_dirs(cwd)
+    return run, load_metrics(run)

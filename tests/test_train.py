@@ -12,7 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from seqnets import summarize
 from seqnets.errors import ConfigError
 from seqnets.train import build
-from tests.conftest import CONF, TINY, load_metrics, needs_mnist, run_cli, run_dirs
+from tests.conftest import CONF, TINY, load_metrics, needs_mnist, run_cli, run_dirs, run_one
 
 
 def scalar_tags(run_dir: Path) -> set[str]:
@@ -23,10 +23,8 @@ def scalar_tags(run_dir: Path) -> set[str]:
 
 @needs_mnist
 def test_mnist_run_writes_metrics_tensorboard_and_checkpoint(tmp_path):
-    run_cli("task=mnist", "model=lstm", "model.hidden=16", *TINY, cwd=tmp_path)
-    (run,) = run_dirs(tmp_path)
+    run, metrics = run_one("task=mnist", "model=lstm", "model.hidden=16", *TINY, cwd=tmp_path)
     assert (run / ".hydra" / "config.yaml").exists()
-    metrics = load_metrics(run)
     assert 0.0 <= metrics["test"]["test/acc"] <= 1.0
     assert metrics["num_parameters"] == 4 * (16 * 28 + 16 * 16 + 2 * 16) + 16 * 10 + 10
     assert metrics["history"][0].keys() >= {"train/loss", "train/acc", "val/loss", "val/acc"}
@@ -67,7 +65,7 @@ def test_same_seed_same_metrics(tmp_path):
 
 @needs_mnist
 def test_bidirectional_stacked_variant(tmp_path):
-    run_cli(
+    _run, metrics = run_one(
         "model=gru",
         "model.bidirectional=true",
         "model.num_layers=2",
@@ -75,8 +73,6 @@ def test_bidirectional_stacked_variant(tmp_path):
         *TINY,
         cwd=tmp_path,
     )
-    (run,) = run_dirs(tmp_path)
-    metrics = load_metrics(run)
     # GRU: 3 gates x (W_ih, W_hh, b_ih, b_hh) per direction; layer 2 reads both directions.
     layer1 = 3 * (8 * 28 + 8 * 8 + 2 * 8)
     layer2 = 3 * (8 * 16 + 8 * 8 + 2 * 8)
@@ -102,9 +98,9 @@ def test_mnist_multirun_three_cells_three_dirs(tmp_path):
 
 def test_users_binary_add_command(tmp_path):
     # The users' own command as written, with the tiny-run overrides before its -m.
-    run_cli("task=binary_add", "model=lstm", "model.hidden=5", *TINY, "-m", cwd=tmp_path)
-    (run,) = run_dirs(tmp_path)
-    metrics = load_metrics(run)
+    run, metrics = run_one(
+        "task=binary_add", "model=lstm", "model.hidden=5", *TINY, "-m", cwd=tmp_path
+    )
     assert metrics["task"] == "binary_add" and metrics["hidden"] == 5
     assert {"test/bit_acc", "test/exact_acc"} <= set(metrics["test"])
     rows = metrics["by_length"]
@@ -116,7 +112,7 @@ def test_users_binary_add_command(tmp_path):
 
 
 def test_remember_run_without_best_checkpoint(tmp_path):
-    run_cli(
+    _run, metrics = run_one(
         "task=remember",
         "model=gru",
         "model.hidden=5",
@@ -125,8 +121,6 @@ def test_remember_run_without_best_checkpoint(tmp_path):
         *TINY,
         cwd=tmp_path,
     )
-    (run,) = run_dirs(tmp_path)
-    metrics = load_metrics(run)
     assert [r["length"] for r in metrics["by_length"]] == list(range(2, 21))
     sample = metrics["samples"][0]
     assert sample["K"] == 2 and sample["true"] == sample["sequence"][1]
