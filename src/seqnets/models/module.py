@@ -75,7 +75,14 @@ class SequenceModule(L.LightningModule):
         self.objective.update(metrics, preds, batch)
         on_step = stage == "train"
         batch_size = batch["x"].shape[0]
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, batch_size=batch_size)
+        self.log(
+            f"{stage}/loss",
+            loss,
+            on_step=on_step,
+            on_epoch=True,
+            batch_size=batch_size,
+            sync_dist=not on_step,  # epoch means over every rank under DDP; free on one device
+        )
         self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=batch_size)
         if stage == "test" and self.objective.keeps_test_predictions:
             self._test_parts.append((preds.detach().cpu(), batch["y"].detach().cpu()))
