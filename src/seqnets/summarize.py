@@ -99,7 +99,7 @@ def by_seed(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "task": task,
             "model": model,
             "setting": setting,
-            "seeds": len(members),
+            "runs": len(members),
         }
         for key, value in members[0].items():
             if isinstance(value, float):
