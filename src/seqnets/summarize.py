@@ -21,9 +21,11 @@ from seqnets.models.backbone import describe_model
 LENGTHS = (20, 50, 100)
 TASK_KNOBS = ("K", "train_len", "loss")
 # Overrides already shown in other columns, or that do not change what a run computes.
-SHOWN_ELSEWHERE = {"task", "model", "seed", "experiment", "l2", "model.hidden"} | {
-    f"task.{k}" for k in TASK_KNOBS
-}
+SHOWN_ELSEWHERE = (
+    {"task", "model", "seed", "experiment", "l2"}
+    | {f"model.{k}" for k in ("cell", "hidden", "num_layers", "bidirectional")}
+    | {f"task.{k}" for k in TASK_KNOBS}
+)
 IGNORED_PREFIXES = ("hydra.", "trainer.enable_progress_bar", "trainer.enable_model_summary")
 
 

@@ -123,10 +123,8 @@ class MNISTDataModule(TensorDataModule):
             return
         data = load_mnist(self.data_dir)
         order = torch.randperm(TRAIN_SIZE, generator=torch.Generator().manual_seed(self.split_seed))
-        train_idx, val_idx = (
-            order[: TRAIN_SIZE - self.val_size],
-            order[TRAIN_SIZE - self.val_size :],
-        )
+        cut = TRAIN_SIZE - self.val_size
+        train_idx, val_idx = order[:cut], order[cut:]
         self.splits = {
             "train": {"x": data["train_x"][train_idx], "y": data["train_y"][train_idx]},
             "val": {"x": data["train_x"][val_idx], "y": data["train_y"][val_idx]},
