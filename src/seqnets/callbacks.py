@@ -8,6 +8,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from torchmetrics.functional.classification import (
     multiclass_confusion_matrix,
@@ -17,6 +18,7 @@ from torchmetrics.functional.classification import (
 )
 
 from seqnets import plots
+from seqnets.errors import RunDiverged
 from seqnets.evaluate import accuracy_by_length, predict_batch
 from seqnets.models.objectives import Classification
 
@@ -36,10 +38,13 @@ def _tensorboard(trainer: L.Trainer) -> Any | None:
 
 class History(L.Callback):
     """Training loss at every step and every epoch's train/validation metrics, kept in memory
-    for ``metrics.json`` (TensorBoard keeps them too, but the report should not need it)."""
+    for ``metrics.json`` (TensorBoard keeps them too, but the report should not need it).
+
+    Saved in checkpoints, so a resumed run's history starts at its first epoch.
+    """
 
     def __init__(self) -> None:
-        self._steps: list[tuple[int, torch.Tensor]] = []
+        self._steps: list[tuple[int, torch.Tensor | float]] = []
         self.epochs: list[dict[str, float]] = []
 
     @property
@@ -47,18 +52,89 @@ class History(L.Callback):
         """(global step, training loss) pairs."""
         return [(step, float(loss)) for step, loss in self._steps]
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args) -> None:
-        loss = trainer.callback_metrics.get("train/loss_step")
-        if loss is not None:
-            # Kept as a tensor: reading its value here would stall a GPU every step.
-            self._steps.append((trainer.global_step, loss.detach().clone()))
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, *args: Any
+    ) -> None:
+        # Kept as a tensor: reading its value here would stall a GPU every step.
+        self._steps.append((trainer.global_step, outputs["objective_loss"]))
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Callbacks run before the module's own epoch-end hook, which logs these same values:
+        # they are read from the module's metrics rather than from what has been logged.
         row: dict[str, float] = {"epoch": trainer.current_epoch}
+        row |= {key: float(value) for key, value in pl_module.epoch_metrics("train").items()}
         for key, value in trainer.callback_metrics.items():
-            if key.startswith(("train/", "val/")) and not key.endswith("_step"):
-                row[key.removesuffix("_epoch")] = float(value)
+            if key.startswith("val/"):
+                row[key] = float(value)
         self.epochs.append(row)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"steps": self.steps, "epochs": self.epochs}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._steps = [tuple(pair) for pair in state_dict["steps"]]
+        self.epochs = list(state_dict["epochs"])
+
+
+class DivergenceGuard(L.Callback):
+    """Stops training at the first non-finite loss, so that no checkpoint of NaN weights is
+    saved and no epoch runs on for nothing; ``RunDiverged`` carries the step.
+
+    On an accelerator the check reads the loss back to the host only every
+    ``sync_every_n_steps`` steps (the first bad step is still recorded exactly, on the device);
+    on the CPU it checks every step, which costs nothing there.
+    """
+
+    def __init__(self, sync_every_n_steps: int = 50) -> None:
+        self.sync_every_n_steps = sync_every_n_steps
+        self._first_bad: torch.Tensor | None = None
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, *args: Any
+    ) -> None:
+        loss = outputs["loss"].detach()
+        step = trainer.global_step
+        if loss.device.type == "cpu":
+            if not torch.isfinite(loss):
+                raise RunDiverged(step, float(loss))
+            return
+        if self._first_bad is None:
+            self._first_bad = torch.full((2,), -1.0, device=loss.device)
+        bad = ~torch.isfinite(loss) & (self._first_bad[0] < 0)
+        record = torch.stack([torch.tensor(float(step), device=loss.device), loss])
+        self._first_bad = torch.where(bad, record, self._first_bad)
+        if step % self.sync_every_n_steps == 0:
+            self._raise_if_bad()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._raise_if_bad()
+        checkpoint = first_of_type(trainer.callbacks, ModelCheckpoint)
+        monitor = checkpoint.monitor if checkpoint else None
+        value = trainer.callback_metrics.get(monitor) if monitor else None
+        if value is not None and not torch.isfinite(value):
+            raise RunDiverged(trainer.global_step, float(value), f"monitored {monitor}")
+
+    def _raise_if_bad(self) -> None:
+        if self._first_bad is not None:
+            step, value = self._first_bad.tolist()
+            if step >= 0:
+                raise RunDiverged(int(step), value)
+
+
+class InterruptCheckpoint(OnExceptionCheckpoint):
+    """Ctrl-C leaves a checkpoint to resume from, even in the middle of an epoch; a diverged
+    or crashed run leaves none (its weights may be NaN). ``saved`` says where it went."""
+
+    def __init__(self, dirpath: str, filename: str = "interrupted") -> None:
+        super().__init__(dirpath, filename)
+        self.saved: str | None = None
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        if isinstance(exception, KeyboardInterrupt) and trainer.state.fn == "fit":
+            super().on_exception(trainer, pl_module, exception)
+            self.saved = self.ckpt_path
 
 
 class TestAnalysis(L.Callback):
@@ -71,6 +147,8 @@ class TestAnalysis(L.Callback):
         self.results: dict[str, Any] = {}
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:  # every rank holds the gathered predictions
+            return
         dm = trainer.datamodule
         out = Path(trainer.default_root_dir) / self.figures_dir
         out.mkdir(parents=True, exist_ok=True)
@@ -96,6 +174,10 @@ class TestAnalysis(L.Callback):
                 torch.tensor(self.results["confusion_matrix"]),
                 f"{dm.name}, {pl_module.backbone.describe()}: test confusion matrix",
             )
+            self.results["confused_pairs"] = pairs = confused_pairs(outputs)
+            errors_figure = dm.errors_figure(pairs)
+            if errors_figure is not None:
+                figures["confused_pairs"] = errors_figure
 
         if hasattr(dm, "eval_lengths"):
             rows = accuracy_by_length(pl_module, dm)
@@ -146,3 +228,23 @@ class TestAnalysis(L.Callback):
             "confusion_matrix": multiclass_confusion_matrix(**args).tolist(),
             "classification_report": report,
         }
+
+
+def confused_pairs(
+    outputs: dict[str, torch.Tensor], top: int = 3, examples: int = 8
+) -> list[dict[str, Any]]:
+    """The ``top`` most frequent (true, predicted) mistakes, each with the test-set positions
+    of its first ``examples`` cases, so a report can show the images themselves."""
+    preds, targets, index = outputs["preds"], outputs["targets"], outputs["index"]
+    wrong = preds != targets
+    pairs: dict[tuple[int, int], list[int]] = {}
+    mistakes = zip(
+        targets[wrong].tolist(), preds[wrong].tolist(), index[wrong].tolist(), strict=True
+    )
+    for t, p, i in mistakes:
+        pairs.setdefault((t, p), []).append(i)
+    ranked = sorted(pairs.items(), key=lambda item: (-len(item[1]), item[0]))[:top]
+    return [
+        {"true": t, "pred": p, "count": len(found), "test_indices": found[:examples]}
+        for (t, p), found in ranked
+    ]

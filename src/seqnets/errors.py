@@ -1,12 +1,32 @@
-"""One exception type for bad user input, so the entry point can report it in a line."""
+"""The ways a run can end other than success, each with its own exit code.
+
+A user's bad value is a ``ConfigError`` (exit 2): the entry point prints its message in one
+line. A run that trained but went wrong is a ``RunDiverged`` (exit 1). Ctrl-C is exit 130, as
+for any Unix command.
+"""
+
+from __future__ import annotations
+
+import math
+
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
 
 class ConfigError(ValueError):
     """A value a user chose (config, file, directory) is not allowed; the message says why."""
 
 
-def check_int(name: str, value: object, low: int, high: int | None = None) -> int:
-    """``value`` if it is an int in ``[low, high]``; otherwise a ConfigError that names it."""
+class RunDiverged(RuntimeError):
+    """Training produced a non-finite loss: the run stops there, its weights are unusable."""
+
+    def __init__(self, step: int, value: float, what: str = "training loss") -> None:
+        self.step, self.value, self.what = step, value, what
+        super().__init__(f"the {what} became {value} at step {step}")
+
+
+def check_int(name: str, value: object, low: int, high: int | None = None, why: str = "") -> int:
+    """``value`` if it is an int in ``[low, high]``; otherwise a ConfigError that names it
+    (and, with ``why``, where the bounds come from)."""
     allowed = f">= {low}" if high is None else f"in {low}..{high}"
     if (
         isinstance(value, bool)
@@ -14,12 +34,56 @@ def check_int(name: str, value: object, low: int, high: int | None = None) -> in
         or value < low
         or (high is not None and value > high)
     ):
-        raise ConfigError(f"{name}={value!r} is not allowed: it must be an integer {allowed}")
+        raise ConfigError(
+            f"{name}={value!r} is not allowed: it must be an integer {allowed}"
+            + (f" ({why})" if why else "")
+        )
     return value
 
 
-def check_choice(name: str, value: object, allowed: tuple[str, ...]) -> str:
+def check_real(
+    name: str,
+    value: object,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """``value`` as a float if it is a finite number within the bounds (open or closed);
+    otherwise a ConfigError naming it and the allowed range."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        bounds = []
+        if low is not None:
+            bounds.append(f"{'>' if low_open else '>='} {low:g}")
+        if high is not None:
+            bounds.append(f"{'<' if high_open else '<='} {high:g}")
+        allowed = " and ".join(bounds)
+        raise ConfigError(
+            f"{name}={value!r} is not allowed: it must be a finite number"
+            + (f" {allowed}" if allowed else "")
+        )
+    return float(value)  # type: ignore[arg-type]
+
+
+def check_bool(name: str, value: object) -> bool:
+    """``value`` if it is a real boolean: the string ``"false"`` is truthy in Python, so a
+    quoted value would silently mean the opposite of what it says."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name}={value!r} is not allowed: it must be true or false (unquoted)")
+    return value
+
+
+def check_choice(name: str, value: object, allowed: tuple[str, ...], why: str = "") -> str:
     """Return ``value`` if it is one of ``allowed``, else raise a ConfigError listing them."""
     if value not in allowed:
-        raise ConfigError(f"{name}={value!r} is not allowed: choose one of {', '.join(allowed)}")
+        raise ConfigError(
+            f"{name}={value!r} is not allowed: choose one of {', '.join(allowed)}"
+            + (f" ({why})" if why else "")
+        )
     return value  # type: ignore[return-value]

@@ -3,103 +3,128 @@
 Hydra composes ``conf/train.yaml``; this file instantiates what the config names, fits, tests
 the best checkpoint, and leaves ``metrics.json`` beside the run's ``.hydra/`` config so that
 reports are rebuilt from files alone. ``main`` returns the monitored validation metric, which
-is what sweepers optimise.
+is what sweepers optimise (None for a run that failed, which sweepers count as failed).
+
+Exit codes: 0 done, 1 the run failed or diverged, 2 a bad value (one line says which), 130
+interrupted (Ctrl-C; the line says how to resume).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import platform
 import sys
 import time
-from importlib.metadata import version
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import hydra
 import lightning as L
 import torch
-from hydra.errors import InstantiationException
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import LearningRateMonitor, Timer
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar, Timer
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from seqnets.callbacks import History, TestAnalysis, first_of_type
-from seqnets.errors import ConfigError
+from seqnets import records, sweeps
+from seqnets.callbacks import History, InterruptCheckpoint, TestAnalysis, first_of_type
+from seqnets.checks import check_config, warn_long_training
+from seqnets.errors import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    ConfigError,
+    RunDiverged,
+)
 from seqnets.models.module import SequenceModule
+from seqnets.runtime import environment, resolve_threads
 
 log = logging.getLogger(__name__)
-PACKAGES = ("seqnets", "torch", "lightning", "hydra-core", "torchmetrics", "omegaconf")
 
 
-def environment() -> dict[str, Any]:
-    """Where the numbers came from: library versions and the machine."""
-    return {
-        "versions": {name: version(name) for name in PACKAGES}
-        | {"python": platform.python_version()},
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpu_threads": torch.get_num_threads(),
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        },
-    }
+class RunInterrupted(Exception):
+    """Ctrl-C during training; ``checkpoint`` is where the run can resume from, if anywhere."""
+
+    def __init__(self, checkpoint: str | None) -> None:
+        self.checkpoint = checkpoint
+        super().__init__("interrupted")
 
 
 def build(cfg: DictConfig) -> tuple[L.LightningDataModule, SequenceModule, L.Trainer]:
-    """Instantiate what the config names; a bad value surfaces as the ConfigError naming it
-    (Hydra would otherwise wrap it in an InstantiationException)."""
-    try:
-        datamodule = instantiate(cfg.task.datamodule)
-        module = SequenceModule(
-            backbone=instantiate(cfg.model, input_size=datamodule.num_features),
-            objective=instantiate(cfg.task.objective),
-            optimizer=instantiate(cfg.optimizer),
-            scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
-            l2=cfg.l2,
-            config=OmegaConf.to_container(cfg, resolve=True),
-        )
-    except InstantiationException as error:
-        if isinstance(error.__cause__, ConfigError):
-            raise error.__cause__ from None
-        raise
+    """Instantiate what the config names (``check_config`` has vetted every value)."""
+    datamodule = instantiate(cfg.task.datamodule)
+    module = SequenceModule(
+        backbone=instantiate(cfg.model, input_size=datamodule.num_features),
+        objective=instantiate(cfg.task.objective),
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+        l2=cfg.l2,
+        config=OmegaConf.to_container(cfg, resolve=True),
+    )
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     if not loggers:  # e.g. ~logger: a learning-rate monitor would have nowhere to write
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses a bar then
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     return datamodule, module, trainer
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
-    """Fit and test one run described by ``cfg``; return what goes into ``metrics.json``."""
+def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fit and test one run described by ``cfg``: what goes into ``metrics.json``, and the
+    objects that made it (datamodule, module, trainer).
+
+    A diverged run is a result too (``status: diverged``, no test scores); Ctrl-C raises
+    ``RunInterrupted`` once Lightning has saved the interrupted state.
+    """
+    warn_long_training(cfg)
+    launcher = HydraConfig.get().launcher if HydraConfig.initialized() else None
+    torch.set_num_threads(resolve_threads(cfg.get("threads"), launcher, _processes(cfg)))
     L.seed_everything(cfg.seed, workers=True)
     datamodule, module, trainer = build(cfg)
     callbacks = trainer.callbacks
+    metrics: dict[str, Any] = {"status": records.COMPLETED}
 
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule)
+    try:
+        with _interruptible(callbacks):
+            trainer.fit(module, datamodule=datamodule)
+    except RunDiverged as diverged:
+        metrics["status"] = records.DIVERGED
+        metrics["diverged"] = {
+            "step": diverged.step,
+            "epoch": trainer.current_epoch,
+            "what": diverged.what,
+            "value": str(diverged.value),
+        }
     fit_wall = time.perf_counter() - start
     timer = first_of_type(callbacks, Timer)
     # Read now: loading the best checkpoint for testing restores the Timer's saved state,
     # which Lightning then adds to the training time as an offset.
     train_time = timer.time_elapsed("train") if timer else fit_wall
-    checkpoint = trainer.checkpoint_callback
+    checkpoint = first_of_type(callbacks, ModelCheckpoint)
     best_path = getattr(checkpoint, "best_model_path", "") or None
-    start = time.perf_counter()
-    test = trainer.test(module, datamodule=datamodule, ckpt_path=best_path, verbose=False)[0]
-    test_wall = time.perf_counter() - start
-
     history = first_of_type(callbacks, History)
     analysis = first_of_type(callbacks, TestAnalysis)
+
+    test, test_wall = {}, 0.0
+    if metrics["status"] == records.COMPLETED:
+        start = time.perf_counter()
+        with _interruptible(callbacks):
+            test = trainer.test(module, datamodule=datamodule, ckpt_path=best_path, verbose=False)
+        test = test[0]
+        test_wall = time.perf_counter() - start
+
     best_score = getattr(checkpoint, "best_model_score", None)
     if best_score is None and history:  # checkpointing switched off: best epoch by monitor
         scores = [row[cfg.task.monitor] for row in history.epochs if cfg.task.monitor in row]
         best_score = (max if cfg.task.monitor_mode == "max" else min)(scores, default=None)
-    metrics: dict[str, Any] = {
+    metrics |= {
         "task": cfg.task.name,
         "cell": cfg.model.cell,
         "hidden": cfg.model.hidden,
@@ -111,25 +136,37 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "epochs_trained": trainer.current_epoch,
         "steps_trained": trainer.global_step,
         "train_time_s": train_time,
-        "test_time_s": timer.time_elapsed("test") if timer else test_wall,
+        "test_time_s": timer.time_elapsed("test") if timer and test else test_wall,
         "fit_wall_s": fit_wall,
         "test_wall_s": test_wall,
         "num_parameters": sum(p.numel() for p in module.parameters()),
         "history": history.epochs if history else [],
         "train_loss_steps": history.steps if history else [],
-        **(analysis.results if analysis else {}),
+        **(analysis.results if analysis and test else {}),
         **environment(),
         "config": module.hparams["config"],
     }
-    log_hparams(trainer, cfg, metrics)
-    return metrics
+    if test:
+        log_hparams(trainer, cfg, metrics)
+    return metrics, {"datamodule": datamodule, "module": module, "trainer": trainer}
 
 
-def write_metrics(metrics: dict[str, Any], run_dir: str) -> Path:
-    """``metrics.json`` beside the run's ``.hydra/`` directory."""
-    path = Path(run_dir) / "metrics.json"
-    path.write_text(json.dumps(metrics, indent=2))
-    return path
+@contextmanager
+def _interruptible(callbacks: list) -> Iterator[None]:
+    """Lightning ends a Ctrl-C with ``sys.exit(1)`` once it has shut down (and our
+    ``InterruptCheckpoint`` has saved the state): turn that back into an interruption."""
+    try:
+        yield
+    except SystemExit:
+        interrupt = first_of_type(callbacks, InterruptCheckpoint)
+        raise RunInterrupted(interrupt.saved if interrupt else None) from None
+
+
+def _processes(cfg: DictConfig) -> int:
+    """DDP processes this run starts on this machine (they share its cores)."""
+    devices = cfg.trainer.get("devices", 1)
+    strategy = str(cfg.trainer.get("strategy", ""))
+    return int(devices) if strategy.startswith("ddp") and isinstance(devices, int) else 1
 
 
 def log_hparams(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, Any]) -> None:
@@ -151,25 +188,63 @@ def log_hparams(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, Any]) ->
         logger.finalize("success")  # testing already closed it; flush what came after
 
 
-def objective_value(metrics: dict[str, Any]) -> float:
-    """A finite float for sweepers: the best monitored validation value."""
-    value = metrics["best_val"]
-    if value is None or not math.isfinite(value):
-        raise RuntimeError(
-            f"the monitored metric {metrics['monitor']} is {value}: the run diverged"
-        )
-    return value
+def objective_value(metrics: dict[str, Any]) -> float | None:
+    """A finite float for sweepers (the best monitored validation value), or None for a run
+    without one, which Hydra's sweepers record as a failed job rather than crash on."""
+    value = metrics.get("best_val")
+    return value if value is not None and math.isfinite(value) else None
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="train")
-def main(cfg: DictConfig) -> float:
+def run(cfg: DictConfig) -> float | None:
+    """One job: check, train, record, and end the way the job ended (see the exit codes).
+
+    In a sweep a failed job returns None instead of exiting, so the other jobs still run and
+    the sweep's closing summary lists it.
+    """
+    hydra_cfg = HydraConfig.get()
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    run_dir = Path(cfg.paths.output_dir)
+    base = {"task": cfg.task.name, "seed": cfg.seed}
     try:
-        metrics = train(cfg)
+        check_config(cfg, hydra_cfg.overrides.task, multirun)
+        metrics, objects = train(cfg)
     except ConfigError as error:
-        print(f"seqnets: error: {error}", file=sys.stderr)
-        sys.exit(2)
-    path = write_metrics(metrics, cfg.paths.output_dir)
-    log.info("test: %s", json.dumps(metrics["test"]))
+        if multirun:  # listed by the sweep's summary
+            records.write_metrics(run_dir, base | {"status": records.INVALID, "error": str(error)})
+            log.error("%s", error)
+            return None
+        records.discard_run_dir(run_dir)  # the run never started: leave nothing
+        sys.stderr.write(f"seqnets: error: {error}\n")
+        sys.exit(EXIT_USAGE)
+    except (RunInterrupted, KeyboardInterrupt) as stop:
+        saved = getattr(stop, "checkpoint", None)
+        records.write_metrics(run_dir, base | {"status": records.INTERRUPTED, "checkpoint": saved})
+        how = f"; resume with: python -m seqnets.train ckpt_path={saved}" if saved else ""
+        sys.stderr.write(f"seqnets: interrupted{how}\n")
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception as error:  # a bug or a broken environment: keep the traceback in the log
+        log.exception("the run failed")
+        message = f"{type(error).__name__}: {error}"
+        records.write_metrics(run_dir, base | {"status": records.FAILED, "error": message})
+        if multirun:
+            return None
+        sys.stderr.write(f"seqnets: error: the run failed ({message}); see {run_dir}/train.log\n")
+        sys.exit(EXIT_FAILED)
+
+    if not objects["trainer"].is_global_zero:  # DDP: rank zero writes the record
+        return objective_value(metrics)
+    path = records.write_metrics(run_dir, metrics)
+    if metrics["status"] == records.DIVERGED:
+        where = metrics["diverged"]
+        sys.stderr.write(
+            f"seqnets: the run diverged: the {where['what']} became {where['value']} at step "
+            f"{where['step']} (epoch {where['epoch']}); training stopped there, no test scores "
+            f"(status 'diverged' in {path})\n"
+        )
+        if multirun:
+            return None
+        sys.exit(EXIT_FAILED)
+    log.info("test: %s", metrics["test"])
     log.info(
         "train %.1f s, test %.1f s; metrics in %s",
         metrics["train_time_s"],
@@ -179,5 +254,10 @@ def main(cfg: DictConfig) -> float:
     return objective_value(metrics)
 
 
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    return run(cfg)
+
+
 if __name__ == "__main__":
-    main()
+    sweeps.cli(main)

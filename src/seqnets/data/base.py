@@ -34,11 +34,24 @@ class TensorDataModule(L.LightningDataModule):
             k: v if k == "lengths" else v.to(device, non_blocking=True) for k, v in batch.items()
         }
 
+    def check(self) -> None:
+        """Raise a ConfigError for what can be found wrong before any work (files missing, an
+        unreadable directory); the constructor has already checked the numbers."""
+
+    def shard(self) -> dict[str, int]:
+        """This process's rank and the number of ranks: under DDP every loader takes its own
+        share itself (the Trainer's distributed sampler would pad evaluation sets with
+        repeats, and the confusion matrix would count them)."""
+        trainer = self.trainer
+        if trainer is None:
+            return {"rank": 0, "world": 1}
+        return {"rank": trainer.global_rank, "world": trainer.world_size}
+
     def val_dataloader(self) -> DataLoader:
-        return tensor_loader(self.splits["val"], self.eval_batch_size)
+        return tensor_loader(self.splits["val"], self.eval_batch_size, **self.shard())
 
     def test_dataloader(self) -> DataLoader:
-        return tensor_loader(self.splits["test"], self.eval_batch_size)
+        return tensor_loader(self.splits["test"], self.eval_batch_size, **self.shard())
 
     def sample_batch(self) -> Batch:
         """The same few test samples in every run, for sample predictions."""
@@ -50,4 +63,9 @@ class TensorDataModule(L.LightningDataModule):
 
     def sample_figure(self, batch: Batch, preds: torch.Tensor) -> Figure | None:
         """A picture of the samples, for tasks whose inputs are pictures."""
+        return None
+
+    def errors_figure(self, pairs: list[dict]) -> Figure | None:
+        """The test inputs behind the most frequent mistakes, for tasks whose inputs are
+        pictures (``pairs`` as made by ``callbacks.confused_pairs``)."""
         return None

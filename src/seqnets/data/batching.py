@@ -4,7 +4,9 @@ A DataLoader over per-item ``__getitem__`` plus ``default_collate`` costs more t
 recurrent step itself for MNIST-sized inputs; ``__getitems__`` hands the whole index list to
 the dataset, which answers with one fancy-indexing call per tensor. The order of an epoch is
 a function of (seed, epoch), never of the global generator, so a resumed run sees the same
-batches as an uninterrupted one.
+batches as an uninterrupted one; a run resumed in the middle of an epoch skips the batches it
+already trained on. Under DDP each rank takes every ``world``-th item, so the ranks see
+disjoint parts of the same epoch and evaluation sets are covered exactly once.
 """
 
 from __future__ import annotations
@@ -42,28 +44,50 @@ class TensorBatches(Dataset):
 
     def __getitems__(self, indices: list[int]) -> Batch:
         idx = torch.as_tensor(indices)
-        return {k: v[idx] for k, v in self.tensors.items()}
+        # The items' positions travel with them, so predictions gathered from several ranks
+        # can be put back in order.
+        return {k: v[idx] for k, v in self.tensors.items()} | {"index": idx}
 
 
 class EpochSampler(Sampler[int]):
-    """``n`` items per epoch, drawn from (seed, epoch); Lightning calls ``set_epoch``."""
+    """This rank's share of the ``n`` items of an epoch drawn from (seed, epoch); Lightning
+    calls ``set_epoch``. ``skip`` drops the first items of the next epoch only (a resumed run
+    continues where the interrupted one stopped)."""
 
-    def __init__(self, n: int, seed: int) -> None:
+    def __init__(self, n: int, seed: int = 0, rank: int = 0, world: int = 1) -> None:
         self.n, self.seed, self.epoch = n, seed, 0
+        self.rank, self.world = rank, world
+        self.skip = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def order(self) -> list[int]:
+        """All ``n`` items of this epoch, before sharding."""
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[int]:
+        items = self.order()[self.rank :: self.world][self.skip :]
+        self.skip = 0
+        return iter(items)
+
     def __len__(self) -> int:
-        return self.n
+        return len(range(self.rank, self.n, self.world))
+
+
+class InOrder(EpochSampler):
+    """``range(n)``: evaluation sets, in order."""
+
+    def order(self) -> list[int]:
+        return list(range(self.n))
 
 
 class EpochShuffle(EpochSampler):
     """A permutation of ``range(n)``: the sample order of one epoch."""
 
-    def __iter__(self) -> Iterator[int]:
+    def order(self) -> list[int]:
         g = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
-        return iter(torch.randperm(self.n, generator=g).tolist())
+        return torch.randperm(self.n, generator=g).tolist()
 
 
 def _as_is(batch: Batch) -> Batch:
@@ -71,11 +95,17 @@ def _as_is(batch: Batch) -> Batch:
 
 
 def tensor_loader(
-    tensors: Batch, batch_size: int, shuffle: bool = False, seed: int = 0
+    tensors: Batch,
+    batch_size: int,
+    shuffle: bool = False,
+    seed: int = 0,
+    rank: int = 0,
+    world: int = 1,
 ) -> DataLoader:
     """A DataLoader over in-memory tensors; shuffled per (seed, epoch) when ``shuffle``."""
     dataset = TensorBatches(tensors)
-    sampler = EpochShuffle(len(dataset), seed) if shuffle else None
+    kind = EpochShuffle if shuffle else InOrder
+    sampler = kind(len(dataset), seed, rank, world)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=_as_is)
 
 
@@ -92,15 +122,18 @@ class GeneratedBatches(Dataset):
 class BatchSeeds(EpochSampler):
     """One seed per batch of the epoch, each derived from (seed, epoch, step)."""
 
-    def __iter__(self) -> Iterator[int]:
+    def order(self) -> list[int]:
         base = epoch_seed(self.seed, self.epoch) * 100_003
-        return iter((base + step) % (2**63) for step in range(self.n))
+        return [(base + step) % (2**63) for step in range(self.n)]
 
 
 def generated_loader(
-    make: Callable[[torch.Generator], Batch], num_batches: int, seed: int
+    make: Callable[[torch.Generator], Batch],
+    num_batches: int,
+    seed: int,
+    rank: int = 0,
+    world: int = 1,
 ) -> DataLoader:
     """A DataLoader whose every batch is freshly generated, reproducibly per (seed, epoch, step)."""
-    return DataLoader(
-        GeneratedBatches(make), batch_size=None, sampler=BatchSeeds(num_batches, seed)
-    )
+    sampler = BatchSeeds(num_batches, seed, rank, world)
+    return DataLoader(GeneratedBatches(make), batch_size=None, sampler=sampler)

@@ -14,23 +14,31 @@ from seqnets.errors import ConfigError, check_int
 def make_binary_add_batch(n: int, length: int, generator: torch.Generator) -> Batch:
     """``n`` pairs a, b uniform in [0, 2^(length-1)), so that a+b fits in ``length`` bits.
 
-    Bits are drawn directly, so any length works (no int64 overflow at length 100). The sum
-    uses carry-lookahead instead of a loop over positions: a position passes its incoming
-    carry on when exactly one input bit is set (propagate), and otherwise sets the carry to
-    its own AND (generate or kill); so the carry out of position i is the AND at the last
-    non-propagating position at or before i, or 0 if there is none.
+    Bits are drawn directly, so any length works (no int64 overflow at length 100); the sum's
+    carries come from ``carries`` (carry-lookahead), not from a loop over positions.
     """
     bits = torch.randint(0, 2, (n, length, 2), generator=generator, dtype=torch.uint8)
     bits[:, -1] = 0  # the top bit of a and b is 0: a, b < 2^(length-1)
-    a, b = bits.unbind(-1)
-    propagate = a ^ b
-    # Each stopping position is encoded as 2*i + its AND, so a running maximum carries the
-    # last stop forward and its low bit is the carry (-1, no stop yet, clamps to carry 0).
-    stops = torch.where(propagate == 0, torch.arange(0, 2 * length, 2) + (a & b), -1)
-    carry_out = stops.cummax(dim=1).values.clamp(min=0) & 1
-    total = propagate.long()
-    total[:, 1:] ^= carry_out[:, :-1]
+    total = (bits[..., 0] ^ bits[..., 1]).long()
+    total[:, 1:] ^= carries(bits)[:, :-1]
     return {"x": bits.to(torch.float32), "y": total}
+
+
+def carries(bits: torch.Tensor) -> torch.Tensor:
+    """The carry out of each position, (batch, steps) of 0/1, for bits laid out as the task
+    feeds them: (batch, steps, 2), least significant first (0/1 as integers or floats).
+
+    A position passes its incoming carry on when exactly one input bit is set (propagate) and
+    otherwise sets it to its own AND (generate or kill); so the carry out of position i is the
+    AND at the last non-propagating position at or before i, or 0 if there is none. Each such
+    stop is encoded as 2*i + its AND, so a running maximum carries the last stop forward and
+    its low bit is the carry (-1, no stop yet, clamps to carry 0). Also what analyses of a
+    network's state compare against: after position i an adder need only remember this.
+    """
+    a, b = bits.round().long().unbind(-1)
+    positions = torch.arange(0, 2 * a.shape[1], 2, device=a.device)
+    stops = torch.where((a ^ b) == 0, positions + (a & b), -1)
+    return stops.cummax(dim=1).values.clamp(min=0) & 1
 
 
 def bits_to_int(bits: Sequence[int]) -> int:

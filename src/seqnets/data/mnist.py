@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from torchvision.datasets import MNIST
 from seqnets.data.base import TensorDataModule
 from seqnets.data.batching import Batch, tensor_loader
 from seqnets.errors import ConfigError, check_int
-from seqnets.plots import digit_grid
+from seqnets.plots import digit_grid, mistakes_grid
 
 TRAIN_SIZE = 60_000
 RAW_FILES = (
@@ -38,21 +39,36 @@ def missing_mnist_message(root: Path, reason: str) -> str:
     )
 
 
-def ensure_mnist(data_dir: str | os.PathLike, download: bool = False) -> Path:
-    """The data directory, once MNIST's four files are in it; a download is tried only when
-    some are missing and ``download`` is set. Reads nothing else: cheap to call per stage."""
+def mnist_present(data_dir: str | os.PathLike) -> Path | None:
+    """The resolved data directory if MNIST's four files are in it, else None; a path that
+    exists but is not a readable directory is a ConfigError. Reads nothing else."""
     root = Path(data_dir).expanduser().resolve()
     if root.exists() and not (root.is_dir() and os.access(root, os.R_OK | os.X_OK)):
         raise ConfigError(f"paths.data_dir={str(root)!r} is not a readable directory")
     if all((root / "MNIST" / "raw" / name).is_file() for name in RAW_FILES):
         return root
+    return None
+
+
+def ensure_mnist(data_dir: str | os.PathLike, download: bool = False) -> Path:
+    """The data directory, once MNIST's four files are in it; a download is tried only when
+    some are missing and ``download`` is set. Reads nothing else: cheap to call per stage.
+    A failed download removes the directories it created, so nothing is left behind."""
+    root = mnist_present(data_dir)
+    if root is not None:
+        return root
+    root = Path(data_dir).expanduser().resolve()
     if not download:
         raise ConfigError(missing_mnist_message(root, "downloads are off"))
+    raw = root / "MNIST" / "raw"
+    created = [d for d in (root, root / "MNIST", raw) if not d.exists()]
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # a blackholed network fails, not hangs
     try:
         MNIST(root, download=True)
     except Exception as failed:  # network errors come in many types
+        for directory in reversed(created):
+            shutil.rmtree(directory, ignore_errors=True)
         last_line = str(failed).strip().splitlines()[-1:] or [""]
         reason = f"download failed: {type(failed).__name__}: {last_line[0]}"
         raise ConfigError(missing_mnist_message(root, reason)) from failed
@@ -115,6 +131,12 @@ class MNISTDataModule(TensorDataModule):
         self.mean, self.std = mean, std
         self.download = download
 
+    def check(self) -> None:
+        """Before any work: the data directory is readable, and MNIST is in it or may be
+        downloaded."""
+        if mnist_present(self.data_dir) is None and not self.download:
+            ensure_mnist(self.data_dir, download=False)  # raises the where-to-put-it paragraph
+
     def prepare_data(self) -> None:
         ensure_mnist(self.data_dir, self.download)
 
@@ -132,7 +154,9 @@ class MNISTDataModule(TensorDataModule):
         }
 
     def train_dataloader(self) -> DataLoader:
-        return tensor_loader(self.splits["train"], self.batch_size, shuffle=True, seed=self.seed)
+        return tensor_loader(
+            self.splits["train"], self.batch_size, shuffle=True, seed=self.seed, **self.shard()
+        )
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (batch, 28, 28) -> float rows normalised with MNIST's mean and std."""
@@ -157,3 +181,12 @@ class MNISTDataModule(TensorDataModule):
 
     def sample_figure(self, batch: Batch, preds: torch.Tensor) -> Figure:
         return digit_grid(batch["x"], batch["y"].tolist(), preds.tolist(), "fixed test images")
+
+    def errors_figure(self, pairs: list[dict]) -> Figure | None:
+        if not pairs:
+            return None
+        images = self.splits["test"]["x"]
+        return mistakes_grid(
+            [images[pair["test_indices"]] for pair in pairs],
+            [f"true {p['true']} -> {p['pred']} ({p['count']}x)" for p in pairs],
+        )

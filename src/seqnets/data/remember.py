@@ -43,7 +43,13 @@ class RememberDataModule(SyntheticDataModule):
     ) -> None:
         super().__init__(**kwargs)
         self.min_len, self.max_len = check_length_range("task.min_len/max_len", min_len, max_len)
-        self.K = check_int("task.K", K, 1, self.min_len)
+        self.K = check_int(
+            "task.K",
+            K,
+            1,
+            self.min_len,
+            why=f"task.min_len={self.min_len}: every sequence must reach index K",
+        )
         self.max_eval_len = check_int("task.max_eval_len", max_eval_len, self.K)
 
     def make(self, n: int, generator: torch.Generator, length: int | None = None) -> Batch:

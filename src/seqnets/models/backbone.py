@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from seqnets.errors import ConfigError, check_choice, check_int
+from seqnets.errors import check_bool, check_choice, check_int, check_real
 
 CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 # Gates stacked in each weight matrix, in PyTorch's order (LSTM: i, f, g, o; GRU: r, z, n).
@@ -17,6 +17,19 @@ def describe_model(cell: str, hidden: int, num_layers: int = 1, bidirectional: b
     """A short name for a backbone, shared by figures and tables: ``bilstm h=128 x2``."""
     layers = f" x{num_layers}" if num_layers > 1 else ""
     return f"{'bi' if bidirectional else ''}{cell} h={hidden}{layers}"
+
+
+def parameter_count(
+    input_size: int, cell: str, hidden: int, num_layers: int = 1, bidirectional: bool = False
+) -> int:
+    """Parameters of a backbone, computed without building it: a size check must not try to
+    allocate the 160 GB that ``model.hidden=1000000000`` asks for."""
+    directions = 2 if bidirectional else 1
+    total = 0
+    for layer in range(num_layers):
+        inputs = input_size if layer == 0 else hidden * directions
+        total += directions * GATES[cell] * hidden * (inputs + hidden + 2)
+    return total
 
 
 class RecurrentBackbone(nn.Module):
@@ -44,9 +57,10 @@ class RecurrentBackbone(nn.Module):
         self.hidden = check_int("model.hidden", hidden, 1)
         self.num_layers = check_int("model.num_layers", num_layers, 1)
         check_int("input_size", input_size, 1)
-        if not 0.0 <= float(dropout) < 1.0:
-            raise ConfigError(f"model.dropout={dropout!r} is not allowed: it must be in [0, 1)")
-        self.bidirectional = bool(bidirectional)
+        dropout = check_real("model.dropout", dropout, 0.0, 1.0, high_open=True)
+        forget_bias = check_real("model.forget_bias", forget_bias)
+        check_bool("model.orthogonal", orthogonal)
+        self.bidirectional = check_bool("model.bidirectional", bidirectional)
         self.num_directions = 2 if self.bidirectional else 1
         self.output_size = self.hidden * self.num_directions
         self.rnn = CELLS[cell](
@@ -55,7 +69,7 @@ class RecurrentBackbone(nn.Module):
             num_layers=num_layers,
             bidirectional=self.bidirectional,
             # PyTorch applies dropout between layers only; with one layer it would only warn.
-            dropout=float(dropout) if num_layers > 1 else 0.0,
+            dropout=dropout if num_layers > 1 else 0.0,
             batch_first=True,
         )
         self.reset_parameters(forget_bias=forget_bias, orthogonal=orthogonal)

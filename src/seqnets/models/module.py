@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
 from typing import Any
 
 import lightning as L
 import torch
 from torch import nn
+from torchmetrics import MeanMetric, MetricCollection
 
-from seqnets.errors import ConfigError
+from seqnets.errors import check_real
 from seqnets.models.backbone import RecurrentBackbone
 from seqnets.models.objectives import Batch, BitSequence, Classification
 
@@ -37,26 +39,30 @@ class SequenceModule(L.LightningModule):
         config: dict | None = None,
     ) -> None:
         super().__init__()
-        if l2 < 0:
-            raise ConfigError(f"l2={l2!r} is not allowed: it must be >= 0")
+        self.l2 = check_real("l2", l2, 0.0)
         lr = getattr(optimizer, "keywords", {}).get("lr")
-        if lr is not None and not lr > 0:
+        if lr is not None:
             # Checked here, before any data is read, rather than when the Trainer starts.
-            raise ConfigError(f"optimizer.lr={lr!r} is not allowed: it must be a number > 0")
+            check_real("optimizer.lr", lr, 0.0, low_open=True)
         self.save_hyperparameters(ignore=["backbone", "objective", "optimizer", "scheduler"])
         self.backbone = backbone
         self.objective = objective
         self.readout = nn.Linear(backbone.output_size, objective.num_outputs)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        self.l2 = float(l2)
         # One metric collection per stage: torchmetrics state must not mix across stages.
         # (Keys are suffixed because ModuleDict may not shadow nn.Module.train.)
         self.stage_metrics = nn.ModuleDict(
-            {f"{stage}_": objective.metrics().clone(prefix=f"{stage}/") for stage in STAGES}
+            {f"{stage}_": self._stage_metrics(stage) for stage in STAGES}
         )
         self.test_outputs: dict[str, torch.Tensor] = {}
-        self._test_parts: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._test_parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+
+    def _stage_metrics(self, stage: str) -> MetricCollection:
+        metrics = self.objective.metrics()
+        # NaN checks off: a diverged loss must show as NaN, not be dropped from the mean.
+        metrics.add_metrics({"loss": MeanMetric(nan_strategy="disable")})
+        return metrics.clone(prefix=f"{stage}/")
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Logits: (batch, outputs) for last-step readouts, (batch, steps, outputs) otherwise."""
@@ -67,58 +73,95 @@ class SequenceModule(L.LightningModule):
         """Sum of squared weights, biases excluded, as in report A's L2 run."""
         return sum(p.pow(2).sum() for p in self.parameters() if p.ndim >= 2)
 
-    def _step(self, batch: Batch, stage: str) -> torch.Tensor:
+    def _step(self, batch: Batch, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss and predictions of one batch; the stage's metrics are updated on the device.
+
+        Nothing is logged per step here: Lightning's ``self.log`` costs about as much as a
+        small model's whole step, so epoch values are computed once per epoch from the
+        metrics (which also synchronise themselves across DDP ranks).
+        """
         logits = self(batch["x"], batch.get("lengths"))
         loss = self.objective.loss(logits, batch)
         preds = self.objective.predict(logits)
         metrics = self.stage_metrics[f"{stage}_"]
-        self.objective.update(metrics, preds, batch)
-        on_step = stage == "train"
-        batch_size = batch["x"].shape[0]
-        self.log(
-            f"{stage}/loss",
-            loss,
-            on_step=on_step,
-            on_epoch=True,
-            batch_size=batch_size,
-            sync_dist=not on_step,  # epoch means over every rank under DDP; free on one device
-        )
-        self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=batch_size)
-        if stage == "test" and self.objective.keeps_test_predictions:
-            self._test_parts.append((preds.detach().cpu(), batch["y"].detach().cpu()))
-        return loss
+        with torch.no_grad():
+            self.objective.update(metrics, preds, batch)
+            # Expanded to one value per sequence, so the epoch mean weights sequences equally
+            # (MeanMetric drops its weight argument when NaN checks are off).
+            metrics["loss"].update(loss.detach().expand(batch["x"].shape[0]))
+        return loss, preds
 
-    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        loss = self._step(batch, "train")
-        if self.l2:
-            loss = loss + self.l2 * self.l2_penalty()
-        return loss
+    def training_step(self, batch: Batch, batch_idx: int) -> dict[str, torch.Tensor]:
+        loss, _ = self._step(batch, "train")
+        trainer = self._trainer
+        if trainer is not None and (self.global_step + 1) % trainer.log_every_n_steps == 0:
+            # Only on the steps the logger writes: TensorBoard's per-step curve.
+            self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False)
+        total = loss + self.l2 * self.l2_penalty() if self.l2 else loss
+        # The objective's loss (without the L2 term) is what curves and history show.
+        return {"loss": total, "objective_loss": loss.detach()}
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._step(batch, "val")
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._step(batch, "test")
+        _, preds = self._step(batch, "test")
+        if self.objective.keeps_test_predictions:
+            index = batch.get("index", torch.full_like(batch["y"], -1))
+            self._test_parts.append((index.detach(), preds.detach(), batch["y"].detach()))
+
+    def epoch_metrics(self, stage: str) -> dict[str, torch.Tensor]:
+        """The stage's metrics over the epoch so far (synchronised across ranks; torchmetrics
+        caches the value until the next update, so callbacks may ask too)."""
+        return self.stage_metrics[f"{stage}_"].compute()
+
+    def _log_epoch(self, stage: str) -> None:
+        metrics = self.stage_metrics[f"{stage}_"]
+        if metrics["loss"].update_called:
+            self.log_dict(self.epoch_metrics(stage), on_step=False, on_epoch=True)
+        metrics.reset()
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
 
     def on_test_epoch_start(self) -> None:
         self._test_parts = []
 
     def on_test_epoch_end(self) -> None:
-        """Keep the test predictions: confusion matrices and reports are built from them."""
-        if self._test_parts:
-            preds, targets = zip(*self._test_parts, strict=True)
-            self.test_outputs = {"preds": torch.cat(preds), "targets": torch.cat(targets)}
+        """Log the test metrics and keep every test prediction, gathered from every rank and
+        put back in test-set order: confusion matrices and reports are built from them."""
+        self._log_epoch("test")
+        if not self._test_parts:
+            return
+        index, preds, targets = (torch.cat(part) for part in zip(*self._test_parts, strict=True))
         self._test_parts = []
+        if self.trainer.world_size > 1:
+            index, preds, targets = (gather_ragged(self, t) for t in (index, preds, targets))
+        order = torch.argsort(index)
+        self.test_outputs = {
+            "index": index[order].cpu(),
+            "preds": preds[order].cpu(),
+            "targets": targets[order].cpu(),
+        }
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(params=self.parameters())
         if self.scheduler_factory is None:
             return optimizer
-        target = getattr(self.scheduler_factory, "func", self.scheduler_factory)
-        if "total_steps" in inspect.signature(target).parameters:
-            # One-cycle style schedules need the run's length and step every batch.
-            total = int(self.trainer.estimated_stepping_batches)
-            scheduler = self.scheduler_factory(optimizer, total_steps=total)
+        parameters = inspect.signature(
+            getattr(self.scheduler_factory, "func", self.scheduler_factory)
+        ).parameters
+        if "steps_per_epoch" in parameters:
+            # One-cycle: planned over the task's epochs (the scheduler's ``epochs``), which may
+            # exceed the epochs this invocation trains (a run stopped early and resumed later
+            # follows the same schedule as one trained in one go).
+            per_epoch = math.ceil(
+                self.trainer.estimated_stepping_batches / max(1, self.trainer.max_epochs)
+            )
+            scheduler = self.scheduler_factory(optimizer, steps_per_epoch=per_epoch)
             interval = "step"
         else:
             scheduler = self.scheduler_factory(optimizer)
@@ -127,3 +170,17 @@ class SequenceModule(L.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": interval},
         }
+
+
+def gather_ragged(module: L.LightningModule, values: torch.Tensor) -> torch.Tensor:
+    """Concatenate a 1-D tensor of a different length on each rank, on every rank.
+
+    ``all_gather`` needs equal shapes, so each rank pads to the longest with its first value
+    and the padding is cut off again using the gathered lengths.
+    """
+    size = torch.tensor([values.shape[0]], device=module.device)
+    sizes = module.all_gather(size).flatten().tolist()
+    padded = torch.empty(max(sizes), dtype=values.dtype, device=module.device)
+    padded[: values.shape[0]] = values
+    gathered = module.all_gather(padded)  # (world, longest)
+    return torch.cat([row[:n] for row, n in zip(gathered, sizes, strict=True)])

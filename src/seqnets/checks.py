@@ -1,0 +1,202 @@
+"""Every value of a run's config checked before any work, so a bad one costs the user a second
+and one line, not a traceback after an epoch (or a silently different run).
+
+Called by the Hydra callback before a run's directory exists (and for every job of a sweep
+before the first one starts), and again by the run itself.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from hydra.utils import get_method, instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from seqnets.errors import (
+    ConfigError,
+    check_bool,
+    check_choice,
+    check_int,
+    check_real,
+)
+from seqnets.models.backbone import CELLS, parameter_count
+
+log = logging.getLogger(__name__)
+
+SEED_LIMIT = 2**32  # numpy's and Lightning's seeds are 32-bit
+# Parameters, gradients and Adam's two moments, in float32.
+BYTES_PER_PARAMETER = 16
+# Training lengths beyond this take minutes per epoch on a CPU: worth a warning.
+LONG_TRAIN_LEN = 200
+
+
+def check_config(cfg: DictConfig, overrides: Sequence[str] = (), multirun: bool = False) -> None:
+    """Raise a ConfigError naming the first value of ``cfg`` that is not allowed.
+
+    ``overrides`` are the command line's (``+key=value`` additions are checked against what
+    reads them); ``multirun`` is whether the run is one job of a sweep.
+    """
+    check_additions(cfg, overrides)
+    check_int("seed", cfg.seed, 0, SEED_LIMIT - 1)
+    check_real("l2", cfg.l2, 0.0)
+    if cfg.get("threads") is not None:
+        check_int("threads", cfg.threads, 1)
+    _check_task(cfg.task)
+    datamodule = _build_checked(cfg.task.datamodule, "task.datamodule")
+    objective = _build_checked(cfg.task.objective, "task.objective")
+    _check_model(cfg.model, datamodule.num_features)
+    allowed = ("val/loss", *(f"val/{name}" for name in objective.metrics()))
+    check_choice("task.monitor", cfg.task.monitor, allowed, why=f"what {cfg.task.name} logs")
+    _check_optimizer(cfg)
+    _check_trainer(cfg, multirun)
+    datamodule.check()
+
+
+def check_additions(cfg: DictConfig, overrides: Sequence[str]) -> None:
+    """``+key=value`` adds a key: refuse one that nothing reads (``+lr=0.1``), which would
+    otherwise be ignored without a word. A key added under a node that is instantiated must
+    be an argument its target accepts."""
+    groups = {"experiment", "debug", "hparams_search", "hydra"}
+    for override in overrides:
+        if not override.startswith("+"):
+            continue
+        key = override.lstrip("+").split("=", 1)[0]
+        if key.split("/")[0].split(".")[0] in groups:
+            continue
+        parts = key.split(".")
+        for depth in range(len(parts) - 1, 0, -1):
+            parent = OmegaConf.select(cfg, ".".join(parts[:depth]), default=None)
+            if isinstance(parent, DictConfig) and "_target_" in parent:
+                if parts[depth].startswith("_") or _accepts(parent._target_, parts[depth]):
+                    break
+                raise ConfigError(
+                    f"{override!r} is not allowed: {parent._target_} takes no argument "
+                    f"{parts[depth]!r}"
+                )
+        else:
+            raise ConfigError(
+                f"{override!r} is not allowed: nothing reads {key!r} (see "
+                f"`python -m seqnets.train --cfg job` for every setting; e.g. the learning "
+                f"rate is task.lr)"
+            )
+
+
+def _accepts(target: str, name: str) -> bool:
+    try:
+        signature = inspect.signature(get_method(target))
+    except Exception:  # a target Hydra cannot import fails later with its own message
+        return True
+    params = signature.parameters
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def _check_task(task: DictConfig) -> None:
+    check_real("task.lr", task.lr, 0.0, low_open=True)
+    check_real("task.weight_decay", task.weight_decay, 0.0)
+    if task.gradient_clip is not None:
+        check_real("task.gradient_clip", task.gradient_clip, 0.0)
+    check_int("task.max_epochs", task.max_epochs, 1)
+    check_choice("task.monitor_mode", task.monitor_mode, ("min", "max"))
+
+
+def _build_checked(node: DictConfig, name: str) -> Any:
+    """Instantiate a cheap part (a DataModule reads nothing in its constructor) so that it
+    checks its own numbers; Hydra's wrapping of the error would name only the group."""
+    from hydra.errors import InstantiationException
+
+    try:
+        return instantiate(node)
+    except InstantiationException as error:
+        cause = error.__cause__
+        if isinstance(cause, ConfigError):
+            raise cause from None
+        if isinstance(cause, TypeError):  # e.g. an unknown argument: say which node
+            raise ConfigError(f"{name}: {cause}") from None
+        raise
+
+
+def _check_model(model: DictConfig, input_size: int) -> None:
+    cell = check_choice("model.cell", model.cell, tuple(CELLS))
+    hidden = check_int("model.hidden", model.hidden, 1)
+    layers = check_int("model.num_layers", model.num_layers, 1)
+    bidirectional = check_bool("model.bidirectional", model.bidirectional)
+    check_real("model.dropout", model.dropout, 0.0, 1.0, high_open=True)
+    check_real("model.forget_bias", model.forget_bias)
+    check_bool("model.orthogonal", model.orthogonal)
+    params = parameter_count(input_size, cell, hidden, layers, bidirectional)
+    need = params * BYTES_PER_PARAMETER
+    have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > have / 2:
+        raise ConfigError(
+            f"model.hidden={hidden} (x{layers} layers) is not allowed here: {params:,} "
+            f"parameters need about {need / 2**30:,.1f} GiB with their gradients and Adam's "
+            f"state, more than half of this machine's {have / 2**30:.0f} GiB"
+        )
+
+
+def _check_optimizer(cfg: DictConfig) -> None:
+    optimizer = cfg.optimizer
+    check_real("optimizer.lr", optimizer.lr, 0.0, low_open=True)
+    if "weight_decay" in optimizer:
+        check_real("optimizer.weight_decay", optimizer.weight_decay, 0.0)
+    scheduler = cfg.get("scheduler")
+    if scheduler and "pct_start" in scheduler:
+        check_real(
+            "scheduler.pct_start", scheduler.pct_start, 0.0, 1.0, low_open=True, high_open=True
+        )
+
+
+def _check_trainer(cfg: DictConfig, multirun: bool) -> None:
+    trainer = cfg.trainer
+    epochs = check_int("trainer.max_epochs", trainer.max_epochs, 1)
+    scheduler = cfg.get("scheduler")
+    if scheduler and "epochs" in scheduler and epochs > scheduler.epochs:
+        raise ConfigError(
+            f"trainer.max_epochs={epochs} is not allowed: the one-cycle schedule is planned "
+            f"for task.max_epochs={scheduler.epochs} epochs (raise task.max_epochs instead; "
+            f"trainer.max_epochs may only stop a run early)"
+        )
+    for stage in ("train", "val", "test"):
+        _check_limit(f"trainer.limit_{stage}_batches", trainer.get(f"limit_{stage}_batches"))
+    check_int("trainer.log_every_n_steps", trainer.log_every_n_steps, 1)
+    accelerator = trainer.get("accelerator")
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"trainer.accelerator={accelerator!r} is not allowed here: torch sees no CUDA GPU "
+            f"on this machine (use trainer=cpu, or trainer=default to pick what is there)"
+        )
+    strategy = str(trainer.get("strategy", ""))
+    if multirun and strategy.startswith("ddp"):
+        raise ConfigError(
+            f"trainer.strategy={strategy!r} is not allowed in a sweep (-m): DDP starts copies "
+            f"of the command, which would start sweeps of their own; run each DDP job alone"
+        )
+
+
+def warn_long_training(cfg: DictConfig) -> None:
+    """Allowed, but slow enough that the user should hear it before waiting."""
+    train_len = cfg.task.get("train_len")
+    longest = max(train_len) if OmegaConf.is_list(train_len) else train_len
+    if isinstance(longest, int) and longest > LONG_TRAIN_LEN:
+        log.warning(
+            "task.train_len=%s: every training step reads sequences of up to %d steps; "
+            "expect minutes per epoch on a CPU",
+            OmegaConf.to_container(train_len) if OmegaConf.is_list(train_len) else train_len,
+            longest,
+        )
+
+
+def _check_limit(name: str, value: object) -> None:
+    """Lightning's limits: a batch count >= 1, or a fraction in (0, 1]; 0 would silently skip
+    the stage (and with it the monitored metric or the test scores)."""
+    if value is None:
+        return
+    if isinstance(value, float):
+        check_real(name, value, 0.0, 1.0, low_open=True)
+    else:
+        check_int(name, value, 1)

@@ -1,0 +1,99 @@
+"""A run's record on disk: ``metrics.json`` beside its ``.hydra/`` config, in strict JSON.
+
+Every tool that reads runs (the sweep summary, ``summarize``, the report) goes through
+``read_run``, so they agree on what a run's status is: a directory without ``metrics.json``
+is a run that never finished, and only a ``completed`` run holds test scores.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+METRICS = "metrics.json"
+COMPLETED, DIVERGED, FAILED, INTERRUPTED, INVALID = (
+    "completed",
+    "diverged",
+    "failed",
+    "interrupted",
+    "invalid",
+)
+# A run directory that never wrote its record: killed, or still running.
+UNFINISHED = "unfinished"
+# What a run writes into its directory; a failed run's directory is cleared of these only.
+RUN_ENTRIES = (".hydra", "train.log", "tensorboard", "csv", "checkpoints", "figures", METRICS)
+
+
+def strict(value: Any) -> Any:
+    """``value`` with every NaN or infinity replaced by None: strict JSON has no such tokens,
+    and a diverged run's curves hold them."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): strict(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict(v) for v in value]
+    return value
+
+
+def write_metrics(run_dir: str | Path, metrics: dict[str, Any]) -> Path:
+    """Write the record; refuses non-strict JSON rather than writing it."""
+    path = Path(run_dir) / METRICS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(strict(metrics), indent=2, allow_nan=False)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)  # a reader never sees half a file
+    return path
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"not strict JSON: {name}")
+
+
+def loads_strict(text: str) -> Any:
+    """Parse JSON, refusing the NaN/Infinity tokens Python's json module accepts by default."""
+    return json.loads(text, parse_constant=_reject_constant)
+
+
+def read_run(run_dir: str | Path) -> dict[str, Any]:
+    """A run's record with its ``status`` and ``dir``; one without ``metrics.json`` (killed,
+    or still running) or with an unreadable one is reported as such, never as a result."""
+    run_dir = Path(run_dir)
+    path = run_dir / METRICS
+    if not path.exists():
+        return {"status": UNFINISHED, "dir": str(run_dir)}
+    try:
+        record = loads_strict(path.read_text())
+    except ValueError as error:
+        return {"status": FAILED, "error": f"unreadable {METRICS}: {error}", "dir": str(run_dir)}
+    return {"status": COMPLETED, **record, "dir": str(run_dir)}
+
+
+def run_dirs(root: str | Path) -> list[Path]:
+    """Every run directory (one holding ``.hydra/``) at or below ``root``, sorted."""
+    root = Path(root)
+    found = {p.parent for p in root.rglob(".hydra")} if root.is_dir() else set()
+    return sorted(found)
+
+
+def discard_run_dir(run_dir: str | Path) -> None:
+    """Remove what a run that never started wrote (its config copy, an empty log), then the
+    directory if nothing else is in it: a user's own files there are never touched."""
+    run_dir = Path(run_dir)
+    for name in RUN_ENTRIES:
+        entry = run_dir / name
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        elif entry.exists():
+            entry.unlink(missing_ok=True)
+    for directory in (run_dir, *run_dir.parents):
+        if directory.name == "outputs":
+            break
+        try:
+            directory.rmdir()  # only if empty: a sweep's or a day's folder holding nothing else
+        except OSError:
+            break

@@ -1,0 +1,58 @@
+"""The machine a run uses: how many threads torch may take, and what to record about it."""
+
+from __future__ import annotations
+
+import os
+import platform
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import torch
+
+PACKAGES = ("seqnets", "torch", "lightning", "hydra-core", "torchmetrics", "omegaconf")
+
+
+def available_cores() -> int:
+    """Cores this process may run on (a SLURM job or a taskset sees fewer than the machine)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def side_by_side(launcher: Any) -> int:
+    """How many jobs a Hydra launcher runs at once on this machine: the joblib launcher's
+    ``n_jobs`` (-1: one per core), else 1."""
+    if launcher is None or "joblib" not in str(launcher.get("_target_", "")):
+        return 1
+    n_jobs = int(launcher.get("n_jobs") or 1)
+    return available_cores() if n_jobs < 0 else n_jobs
+
+
+def resolve_threads(threads: int | None, launcher: Any = None, processes: int = 1) -> int:
+    """torch's thread count for one job: ``threads`` if set, else this job's share of the
+    cores. Two jobs each running two threads on two cores collapse (a 24 s run took 267 s
+    here), so jobs run side by side (joblib) or DDP processes on one machine split the cores."""
+    if threads:
+        return int(threads)
+    return max(1, available_cores() // (side_by_side(launcher) * max(1, processes)))
+
+
+def environment() -> dict[str, Any]:
+    """Where the numbers came from: library versions and the machine."""
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = None
+    return {
+        "versions": versions | {"python": platform.python_version()},
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cores": available_cores(),
+            "cpu_threads": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        },
+    }

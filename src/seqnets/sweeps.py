@@ -1,0 +1,117 @@
+"""Runs and sweeps that fail well, wired into Hydra as a callback (``conf/hydra/default.yaml``).
+
+- A single run's config is checked before Hydra creates its directory, so a bad value leaves
+  nothing behind.
+- Every job of a sweep is composed and checked before the first one starts: a sweep with one
+  bad value among good ones runs nothing and names the bad job (Hydra would run the jobs before
+  it, then stop the whole sweep at the bad one's ``sys.exit``).
+- A job that fails while running (a divergence, a crash) does not stop the others; the sweep
+  ends with a summary of the jobs that did not complete, read from their run directories, and
+  exit code 1.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from seqnets import records
+from seqnets.checks import check_config
+from seqnets.errors import EXIT_FAILED, EXIT_USAGE, ConfigError
+
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+_composed = False  # set once Hydra has composed a config: later exits are not usage errors
+
+
+def _fail(lines: list[str]) -> None:
+    for line in lines:
+        sys.stderr.write(f"seqnets: error: {line}\n")
+    sys.exit(EXIT_USAGE)
+
+
+def sweep_jobs(config: DictConfig) -> list[list[str]] | None:
+    """Each job's overrides, as Hydra's basic sweeper will form them (the experiment's
+    ``hydra.sweeper.params`` and the command line's lists, crossed); None for sweepers that
+    choose their jobs as they go (Optuna)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    sweeper = config.hydra.sweeper
+    if sweeper.get("_target_") != BASIC_SWEEPER:
+        return None
+    params = [f"{key}={value}" for key, value in (sweeper.get("params") or {}).items()]
+    params += list(config.hydra.overrides.task)
+    parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
+    return BasicSweeper.split_arguments(parser.parse_overrides(params), None)[0]
+
+
+class RunGuard(Callback):
+    """Checks before any work; a summary after a sweep."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        global _composed
+        _composed = True
+        try:
+            check_config(config, list(config.hydra.overrides.task))
+        except ConfigError as error:
+            _fail([str(error)])
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        global _composed
+        _composed = True
+        jobs = sweep_jobs(config)
+        if jobs is None:  # the sweeper picks values as it goes: check what is fixed now
+            try:
+                check_config(config, list(config.hydra.overrides.task), multirun=True)
+            except ConfigError as error:
+                _fail([str(error)])
+            return
+        loader = GlobalHydra.instance().config_loader()
+        problems = []
+        for number, overrides in enumerate(jobs):
+            job = loader.load_sweep_config(master_config=config, sweep_overrides=list(overrides))
+            try:
+                check_config(job, overrides, multirun=True)
+            except ConfigError as error:
+                problems.append(f"job {number} ({' '.join(overrides)}): {error}")
+        if problems:
+            _fail([*problems, f"nothing was run: {len(problems)} of {len(jobs)} jobs are invalid"])
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        lines, failed = summary(Path(config.hydra.sweep.dir))
+        for line in lines:
+            sys.stderr.write(f"seqnets: {line}\n")
+        if failed:
+            sys.exit(EXIT_FAILED)
+
+
+def summary(sweep_dir: Path) -> tuple[list[str], int]:
+    """One line for the sweep, one per job that did not complete; and how many did not."""
+    runs = [records.read_run(d) for d in records.run_dirs(sweep_dir)]
+    bad = [run for run in runs if run["status"] != records.COMPLETED]
+    lines = [f"sweep finished: {len(runs) - len(bad)} of {len(runs)} jobs completed ({sweep_dir})"]
+    for run in bad:
+        detail = run.get("error") or ""
+        if run["status"] == records.DIVERGED:
+            where = run["diverged"]
+            detail = f"the {where['what']} became {where['value']} at step {where['step']}"
+        lines.append(f"  {Path(run['dir']).name}: {run['status']}{': ' if detail else ''}{detail}")
+    return lines, len(bad)
+
+
+def cli(main: Callable[[], Any]) -> None:
+    """Run a Hydra entry point with this project's exit codes: Hydra exits 1 for every error,
+    including a config that cannot be composed (an unknown option, ``debug=fats``), which is
+    a usage error (2)."""
+    try:
+        main()
+    except SystemExit as done:
+        if done.code == EXIT_FAILED and not _composed:
+            raise SystemExit(EXIT_USAGE) from None
+        raise
