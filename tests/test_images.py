@@ -22,13 +22,14 @@ from seqnets.data.images import (
     label_from_name,
     load_image,
     prepare,
+    redraw_as_user,
+    save_user_image,
     to_mnist,
 )
 from seqnets.errors import ConfigError
 from tests.conftest import DATA_DIR, needs_mnist
 
 N_DIGITS = 100
-CANVAS = (480, 400)  # width, height: larger than any redrawn digit, so it can sit off centre
 FORMATS = ("jpg", "png", "tif")
 
 
@@ -66,38 +67,6 @@ def box_sides(image: torch.Tensor) -> tuple[int, int]:
     return int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1)
 
 
-def redraw(digit: torch.Tensor, rng: np.random.Generator) -> np.ndarray:
-    """An MNIST digit as a user's drawing: 100-300 px, on a 480x400 sheet, hugging one side.
-
-    Returned as ink (uint8, 255 = ink); each format below turns it into paper and strokes.
-    """
-    side = int(rng.integers(100, 301))
-    big = np.asarray(Image.fromarray(digit.numpy()).resize((side, side), Image.BICUBIC))
-    width, height = CANVAS
-    margin = 10
-    left = margin if rng.random() < 0.5 else width - side - margin
-    top = int(rng.integers(margin, height - side - margin + 1))
-    sheet = np.zeros((height, width), dtype=np.uint8)
-    sheet[top : top + side, left : left + side] = big
-    return sheet
-
-
-def save_as(ink: np.ndarray, fmt: str, path: Path) -> Path:
-    """(a) JPG, black on white; (b) RGBA PNG, opaque black ink on transparent paper (the
-    transparent pixels' colour is black too, as drawing apps store it); (c) TIFF, white on black.
-    """
-    path = path.with_suffix(f".{fmt}")
-    if fmt == "jpg":
-        Image.fromarray(255 - ink).convert("RGB").save(path, quality=85)
-    elif fmt == "png":
-        rgba = np.zeros((*ink.shape, 4), dtype=np.uint8)
-        rgba[..., 3] = ink
-        Image.fromarray(rgba, "RGBA").save(path, compress_level=1)
-    else:
-        Image.fromarray(ink).save(path)
-    return path
-
-
 @pytest.fixture(scope="module")
 def redrawn(tmp_path_factory) -> dict:
     """The first 100 MNIST test digits redrawn and saved in each format, and what came back."""
@@ -106,9 +75,9 @@ def redrawn(tmp_path_factory) -> dict:
     digits = load_mnist(DATA_DIR)["test_x"][:N_DIGITS]
     folder = tmp_path_factory.mktemp("redrawn")
     rng = np.random.default_rng(0)
-    sheets = [redraw(digit, rng) for digit in digits]
+    sheets = [redraw_as_user(digit, rng) for digit in digits]
     files = {
-        fmt: [save_as(sheet, fmt, folder / f"{fmt}_{i:03d}") for i, sheet in enumerate(sheets)]
+        fmt: [save_user_image(s, fmt, folder / f"{fmt}_{i:03d}") for i, s in enumerate(sheets)]
         for fmt in FORMATS
     }
     outputs = {fmt: torch.stack([to_mnist(load_image(f)) for f in files[fmt]]) for fmt in FORMATS}

@@ -13,7 +13,7 @@ from matplotlib.image import imread
 from seqnets.data.binary_add import BinaryAddDataModule, carries, make_binary_add_batch
 from seqnets.data.mnist import MNISTDataModule
 from seqnets.data.remember import RememberDataModule
-from seqnets.evaluate import predict_batch
+from seqnets.scoring import predict_batch
 from seqnets.inside import (
     analyse,
     carry_correlation,

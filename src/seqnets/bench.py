@@ -1,21 +1,266 @@
-"""How fast the synthetic tasks make data: ``python -m seqnets.bench`` (``make bench``).
+"""How fast seqnets trains, against the loops it replaces: ``python -m seqnets.bench``.
 
-Prints sequences per second for whole-batch generation of each task, to set beside a run's
-training speed (``steps_trained`` and ``train_time_s`` in its ``metrics.json``).
+Three paths per workload, measured in one process, interleaved round by round so that a
+machine's drift (about +-15 % here) hits them alike; each figure is the median over rounds:
+
+- ``seqnets``: the real path, as ``python -m seqnets.train`` builds it (SequenceModule,
+  DataModule, Trainer with the default callbacks and TensorBoard logger); a step is timed from
+  the end of the previous one, so fetching the batch, the hooks and the logging all count.
+- ``reports``: the reference reports' MNIST loop (torchvision's MNIST with ``ToTensor`` per
+  image, ``DataLoader(shuffle=True)``, plain Adam); they published no loop for the others.
+- ``floor``: a bare loop with seqnets' own recipe and data (the same model, batches, AdamW,
+  one-cycle schedule and gradient clipping) and nothing else: no metrics, no logging.
+
+Peak resident memory is measured per path in a child process, and for a real MNIST run of
+the CLI. It also measures how fast the synthetic tasks make data. Writes a table to the
+screen and ``bench.json`` to a new directory under ``outputs/bench/``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import resource
+import runpy
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
 
+import lightning as L
 import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, open_dict
 
 from seqnets.data.binary_add import make_binary_add_batch
 from seqnets.data.remember import make_remember_batch
+from seqnets.runtime import environment, resolve_threads
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+WORKLOADS: dict[str, list[str]] = {
+    "mnist": ["task=mnist", "model=lstm", "model.hidden=128"],
+    "binary_add": ["task=binary_add", "model=lstm", "model.hidden=5", "task.train_len=10"],
+    "remember": ["task=remember", "model=lstm", "model.hidden=10"],
+}
+PATHS = ("seqnets", "reports", "floor")
+WARMUP = 10  # steps per round left out of the timing: allocator and kernel warm-up
 
 
-def rate(make, batch_size: int, seconds: float) -> float:
+def compose_run(overrides: list[str], output_dir: str) -> DictConfig:
+    """The config ``python -m seqnets.train <overrides>`` would run, writing to ``output_dir``."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = output_dir
+        del cfg.hydra
+    return cfg
+
+
+class StepTimer(L.Callback):
+    """Wall time of each training step, measured from the end of the one before (so the
+    batch's fetching and every hook count), after ``warmup`` steps."""
+
+    def __init__(self, warmup: int) -> None:
+        self.warmup, self.times, self._last = warmup, [], None
+
+    def on_train_epoch_start(self, *args: Any) -> None:
+        self._last = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        now = time.perf_counter()
+        if trainer.global_step > self.warmup:
+            self.times.append(now - self._last)
+        self._last = now
+
+
+def seqnets_path(workload: str, workdir: str) -> Callable[[int], float]:
+    """The real training path; returns a function timing ``steps`` steps (seconds/step)."""
+    from seqnets.train import build
+
+    def run(steps: int) -> float:
+        cfg = compose_run(
+            [
+                *WORKLOADS[workload],
+                "trainer.max_epochs=1",
+                f"trainer.limit_train_batches={steps + WARMUP}",
+                "trainer.limit_val_batches=1",
+                "trainer.num_sanity_val_steps=0",
+            ],
+            tempfile.mkdtemp(dir=workdir),
+        )
+        L.seed_everything(cfg.seed)
+        datamodule, module, trainer = build(cfg)
+        timer = StepTimer(WARMUP)
+        trainer.callbacks.append(timer)
+        trainer.fit(module, datamodule=datamodule)
+        return statistics.fmean(timer.times)
+
+    return run
+
+
+def floor_path(workload: str) -> Callable[[int], float]:
+    """A bare loop over the same model, data and recipe as seqnets, and nothing else."""
+    cfg = compose_run(WORKLOADS[workload], "unused")
+    dm = instantiate(cfg.task.datamodule)
+    dm.setup("fit")
+    module = instantiate(cfg.model, input_size=dm.num_features)
+    readout = torch.nn.Linear(module.output_size, 1 if workload == "binary_add" else 10)
+    params = [*module.parameters(), *readout.parameters()]
+    optimizer = instantiate(cfg.optimizer)(params=params)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=cfg.optimizer.lr, total_steps=10**7, pct_start=0.3
+    )
+    clip = cfg.task.gradient_clip
+    generator = torch.Generator().manual_seed(0)
+    if workload == "mnist":
+        train = dm.splits["train"]
+
+        def batches():
+            while True:
+                order = torch.randperm(len(train["y"]), generator=generator)
+                for start in range(0, len(order) - dm.batch_size + 1, dm.batch_size):
+                    idx = order[start : start + dm.batch_size]
+                    yield {"x": dm.normalize(train["x"][idx]), "y": train["y"][idx]}
+
+        source = batches()
+        next_batch = lambda: next(source)  # noqa: E731
+    else:
+        next_batch = lambda: dm.train_batch(generator)  # noqa: E731
+
+    def step() -> None:
+        batch = next_batch()
+        outputs, final = module(batch["x"], batch.get("lengths"))
+        if workload == "binary_add":
+            logits = readout(outputs).squeeze(-1)
+            loss = F.binary_cross_entropy_with_logits(logits, batch["y"].float())
+        else:
+            loss = F.cross_entropy(readout(final), batch["y"])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, clip)
+        optimizer.step()
+        schedule.step()
+
+    return lambda steps: _time_steps(step, steps)
+
+
+def reports_path(workload: str, data_dir: str) -> Callable[[int], float] | None:
+    """Report A/B's loop: per-image ToTensor through a DataLoader, plain Adam (MNIST only)."""
+    if workload != "mnist":
+        return None
+    from torchvision import datasets, transforms
+
+    data = datasets.MNIST(data_dir, train=True, transform=transforms.ToTensor())
+    loader = torch.utils.data.DataLoader(data, batch_size=64, shuffle=True)
+    lstm = torch.nn.LSTM(28, 128, batch_first=True)
+    head = torch.nn.Linear(128, 10)
+    optimizer = torch.optim.Adam([*lstm.parameters(), *head.parameters()], lr=1e-3)
+    source = iter(loader)
+
+    def step() -> None:
+        nonlocal source
+        try:
+            images, labels = next(source)
+        except StopIteration:
+            source = iter(loader)
+            images, labels = next(source)
+        out, _ = lstm(images.view(-1, 28, 28))
+        loss = F.cross_entropy(head(out[:, -1, :]), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    return lambda steps: _time_steps(step, steps)
+
+
+def _time_steps(step: Callable[[], None], steps: int) -> float:
+    for _ in range(WARMUP):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - start) / steps
+
+
+def throughput(
+    workloads: list[str], steps: int, rounds: int, data_dir: str, workdir: str
+) -> dict[str, dict[str, Any]]:
+    """Seconds per step of every path, interleaved round by round; median over rounds."""
+    results: dict[str, dict[str, Any]] = {}
+    for workload in workloads:
+        paths = {
+            "seqnets": seqnets_path(workload, workdir),
+            "reports": reports_path(workload, data_dir),
+            "floor": floor_path(workload),
+        }
+        samples: dict[str, list[float]] = {name: [] for name, f in paths.items() if f}
+        for _ in range(rounds):
+            for name in samples:
+                samples[name].append(paths[name](steps))
+        batch = compose_run(WORKLOADS[workload], "unused").task.batch_size
+        row: dict[str, Any] = {"batch_size": batch, "steps_per_round": steps, "rounds": rounds}
+        for name in PATHS:
+            if name in samples:
+                seconds = statistics.median(samples[name])
+                row[name] = {
+                    "ms_per_step": 1000 * seconds,
+                    "sequences_per_s": batch / seconds,
+                    "rounds_ms": [1000 * s for s in samples[name]],
+                }
+        for other in ("reports", "floor"):
+            if other in row:
+                row[f"seqnets/{other}"] = row[other]["ms_per_step"] / row["seqnets"]["ms_per_step"]
+        results[workload] = row
+    return results
+
+
+def peak_memory(workload: str, path: str, steps: int, data_dir: str) -> float:
+    """Peak resident memory (MiB) of a child process that trains ``steps`` steps on a path
+    (``cli``: a real run of ``python -m seqnets.train`` on the workload, data load, training,
+    validation and test analysis included)."""
+    args = [sys.executable, "-m", "seqnets.bench", "--child", workload, path, str(steps)]
+    done = subprocess.run(
+        [*args, "--data-dir", data_dir], check=True, capture_output=True, text=True
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])["peak_mib"]
+
+
+def child(workload: str, path: str, steps: int, data_dir: str) -> None:
+    """Run one path for ``steps`` steps, then print this process's peak memory."""
+    with tempfile.TemporaryDirectory() as workdir:
+        if path == "cli":
+            sys.argv = [
+                "seqnets.train",
+                *WORKLOADS[workload],
+                "trainer.max_epochs=1",
+                f"trainer.limit_train_batches={steps}",
+                f"hydra.run.dir={workdir}/run",
+                f"paths.data_dir={data_dir}",
+                "callbacks.progress_bar.refresh_rate=0",
+            ]
+            runpy.run_module("seqnets.train", run_name="__main__")
+        else:
+            {
+                "seqnets": lambda: seqnets_path(workload, workdir),
+                "reports": lambda: reports_path(workload, data_dir),
+                "floor": lambda: floor_path(workload),
+            }[path]()(steps)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"peak_mib": peak}))
+
+
+def generation_rate(make: Callable, batch_size: int, seconds: float) -> float:
     """Sequences per second made by ``make(batch_size, generator)``, best of short bursts."""
     generator = torch.Generator().manual_seed(0)
     make(batch_size, generator)  # warm-up
@@ -30,23 +275,87 @@ def rate(make, batch_size: int, seconds: float) -> float:
     return best
 
 
+GENERATORS = {
+    "remember (len 3..10, K=3)": lambda n, g: make_remember_batch(n, 3, 10, 3, g),
+    "binary_add (L=10)": lambda n, g: make_binary_add_batch(n, 10, g),
+    "binary_add (L=100)": lambda n, g: make_binary_add_batch(n, 100, g),
+}
+
+
+def print_table(results: dict[str, dict[str, Any]], memory: dict[str, dict[str, float]]) -> None:
+    print(
+        f"\n{'workload':<12}{'path':<10}{'ms/step':>10}{'seq/s':>10}{'peak MiB':>10}{'ratio':>24}"
+    )
+    for workload, row in results.items():
+        for path in PATHS:
+            if path not in row:
+                continue
+            ratio = ""
+            if path != "seqnets":
+                ratio = f"seqnets/{path} = {row[f'seqnets/{path}']:.2f}x"
+            mib = memory.get(workload, {}).get(path)
+            print(
+                f"{workload:<12}{path:<10}{row[path]['ms_per_step']:>10.2f}"
+                f"{row[path]['sequences_per_s']:>10,.0f}"
+                f"{'' if mib is None else f'{mib:.0f}':>10}{ratio:>24}"
+            )
+    print("(ratio: how many times faster seqnets trains than that path; 1.0 = as fast)")
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 256, 1024, 16384])
-    parser.add_argument("--seconds", type=float, default=1.0, help="per measurement")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=WORKLOADS)
+    parser.add_argument("--steps", type=int, default=100, help="timed steps per round")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None, help="default: all cores")
+    parser.add_argument("--memory-steps", type=int, default=50, help="0: skip memory")
+    parser.add_argument("--gen-seconds", type=float, default=1.0, help="0: skip generation")
+    parser.add_argument("--data-dir", default=None, help="default: paths.data_dir")
+    parser.add_argument("--out", type=Path, default=Path("outputs/bench"))
+    parser.add_argument("--child", nargs=3, metavar=("WORKLOAD", "PATH", "STEPS"))
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    tasks = {
-        "remember (len 3..10, K=3)": lambda n, g: make_remember_batch(n, 3, 10, 3, g),
-        "binary_add (L=10)": lambda n, g: make_binary_add_batch(n, 10, g),
-        "binary_add (L=100)": lambda n, g: make_binary_add_batch(n, 100, g),
+    torch.set_num_threads(resolve_threads(args.threads))
+    data_dir = args.data_dir or compose_run([], "unused").paths.data_dir
+    if args.child:
+        child(args.child[0], args.child[1], int(args.child[2]), data_dir)
+        return
+
+    out = args.out / datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
+    out.mkdir(parents=True)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; results in {out}")
+    results = throughput(args.workloads, args.steps, args.rounds, data_dir, str(out))
+    memory: dict[str, dict[str, float]] = {}
+    if args.memory_steps:
+        for workload, row in results.items():
+            memory[workload] = {
+                path: peak_memory(workload, path, args.memory_steps, data_dir)
+                for path in PATHS
+                if path in row
+            }
+        if "mnist" in results:
+            memory["mnist"]["cli_run"] = peak_memory("mnist", "cli", args.memory_steps, data_dir)
+    print_table(results, memory)
+    if "cli_run" in memory.get("mnist", {}):
+        print(f"peak memory of a real MNIST run of the CLI: {memory['mnist']['cli_run']:.0f} MiB")
+
+    generation: dict[str, dict[str, float]] = {}
+    if args.gen_seconds:
+        sizes = (64, 256, 1024, 16384)
+        print(f"\n{'data generation, sequences/s':<28}" + "".join(f"{f'b={b}':>12}" for b in sizes))
+        for name, make in GENERATORS.items():
+            generation[name] = {str(b): generation_rate(make, b, args.gen_seconds) for b in sizes}
+            print(f"{name:<28}" + "".join(f"{v:>12,.0f}" for v in generation[name].values()))
+
+    report = {
+        "command": " ".join(["python -m seqnets.bench", *(argv or sys.argv[1:])]),
+        "threads": torch.get_num_threads(),
+        "throughput": results,
+        "peak_memory_mib": memory,
+        "generation_sequences_per_s": generation,
+        **environment(),
     }
-    print(f"torch {torch.__version__}, {args.threads} threads; sequences per second")
-    print(f"{'task':<28}" + "".join(f"{f'batch {b}':>16}" for b in args.batch_sizes))
-    for name, make in tasks.items():
-        cells = [rate(make, b, args.seconds) for b in args.batch_sizes]
-        print(f"{name:<28}" + "".join(f"{c:>16,.0f}" for c in cells))
+    (out / "bench.json").write_text(json.dumps(report, indent=2, allow_nan=False))
+    print(f"\nwritten {out / 'bench.json'}")
 
 
 if __name__ == "__main__":

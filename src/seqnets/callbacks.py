@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +21,9 @@ from torchmetrics.functional.classification import (
 
 from seqnets import plots
 from seqnets.errors import RunDiverged
-from seqnets.evaluate import accuracy_by_length, predict_batch
+from seqnets.inside import analyse
 from seqnets.models.objectives import Classification
+from seqnets.scoring import accuracy_by_length, predict_batch
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +124,43 @@ class DivergenceGuard(L.Callback):
                 raise RunDiverged(int(step), value)
 
 
+class RunCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint, able to continue a run in a new directory.
+
+    A resumed run writes to a directory of its own, so that nothing of the original is ever
+    overwritten; but ModelCheckpoint forgets its best score when its directory changes, and
+    would delete a superseded best checkpoint of the original run. This copy brings the
+    original's best checkpoint along and keeps its score, so the best epoch is chosen over the
+    whole run, as in one that was never stopped.
+    """
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        old = state_dict.get("dirpath")
+        if old and self.dirpath and os.path.realpath(old) != os.path.realpath(self.dirpath):
+            state_dict = self._adopt(state_dict, Path(old), Path(self.dirpath))
+        super().load_state_dict(state_dict)
+
+    def _adopt(self, state: dict[str, Any], old: Path, new: Path) -> dict[str, Any]:
+        new.mkdir(parents=True, exist_ok=True)
+
+        def copied(path: str) -> str:
+            source = Path(path) if path else None
+            if source is None or not source.is_file():
+                return path
+            target = new / source.name
+            if not target.exists():
+                shutil.copy2(source, target)
+            return str(target)
+
+        return state | {
+            "dirpath": self.dirpath,
+            "best_model_path": copied(state.get("best_model_path", "")),
+            "kth_best_model_path": copied(state.get("kth_best_model_path", "")),
+            "best_k_models": {copied(k): v for k, v in state.get("best_k_models", {}).items()},
+            "last_model_path": "",  # the resumed run writes its own
+        }
+
+
 class InterruptCheckpoint(OnExceptionCheckpoint):
     """Ctrl-C leaves a checkpoint to resume from, even in the middle of an epoch; a diverged
     or crashed run leaves none (its weights may be NaN). ``saved`` says where it went."""
@@ -142,8 +182,10 @@ class TestAnalysis(L.Callback):
     matrix (classification tasks), and accuracy against sequence length (tasks that can make
     sequences of any length). Results go to ``self.results``, TensorBoard and ``figures/``."""
 
-    def __init__(self, figures_dir: str = "figures") -> None:
+    def __init__(self, figures_dir: str = "figures", inside: bool = True) -> None:
         self.figures_dir = figures_dir
+        # "Inside the networks": what the trained network keeps in its state (seqnets.inside).
+        self.inside = inside
         self.results: dict[str, Any] = {}
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -193,6 +235,11 @@ class TestAnalysis(L.Callback):
                     for metric, value in row.items():
                         if metric not in ("length", "samples"):
                             writer.add_scalar(f"length/{metric}", value, global_step=row["length"])
+
+        if self.inside:
+            numbers, inside_figures = analyse(pl_module, dm)
+            self.results["inside"] = numbers
+            figures |= {f"inside_{name}": fig for name, fig in inside_figures.items()}
 
         for name, fig in figures.items():
             fig.savefig(out / f"{name}.png", dpi=120)

@@ -1,44 +1,127 @@
-"""Scoring a trained module outside the Trainer's loops: fixed samples and accuracy against
-sequence length, for the test analysis now and for evaluating checkpoints later."""
+"""Score a trained checkpoint: ``python -m seqnets.evaluate ckpt_path=<file or run dir>``.
+
+The checkpoint alone rebuilds its task and model (``seqnets.checkpoints``); the task's test set
+is scored by the same Trainer loop and test analysis as at the end of training, over lengths
+the user may choose for the synthetic tasks, and the results go to a new directory of their
+own under ``outputs/evaluate/``: ``metrics.json``, ``figures/`` and TensorBoard events.
+"""
 
 from __future__ import annotations
 
+import logging
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import numpy as np
 import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
 
-from seqnets.data.batching import Batch
-from seqnets.models.module import SequenceModule
+from seqnets import records
+from seqnets.callbacks import TestAnalysis
+from seqnets.checkpoints import load_checkpoint, rebuild
+from seqnets.data.images import prepare, redraw_as_user, save_user_image
+from seqnets.errors import EXIT_USAGE, ConfigError, check_int
+from seqnets.runtime import environment, resolve_threads
+from seqnets.sweeps import cli
 
-
-@torch.no_grad()
-def _predict(module: SequenceModule, datamodule, batch: Batch) -> tuple[torch.Tensor, Batch]:
-    """Predictions and the batch as the model saw it, both on the module's device: the batch
-    is moved and prepared (e.g. normalised) exactly as the Trainer prepares it."""
-    module.eval()
-    batch = datamodule.transfer_batch_to_device(batch, module.device, 0)
-    batch = datamodule.on_after_batch_transfer(batch, 0)
-    logits = module(batch["x"], batch.get("lengths"))
-    return module.objective.predict(logits), batch
+log = logging.getLogger(__name__)
 
 
-def predict_batch(module: SequenceModule, datamodule, batch: Batch) -> torch.Tensor:
-    """Hard predictions for ``batch``, on the CPU."""
-    return _predict(module, datamodule, batch)[0].cpu()
+def length_changes(lengths: Any) -> dict[str, int]:
+    """``lengths=[min, max]`` as the DataModule's evaluation range."""
+    if lengths is None:
+        return {}
+    if not OmegaConf.is_list(lengths) or len(lengths) != 2:
+        raise ConfigError(f"lengths={lengths!r} is not allowed: give [min, max], e.g. [1,200]")
+    low = check_int("lengths (min)", lengths[0], 1)
+    high = check_int("lengths (max)", lengths[1], low)
+    return {"min_eval_len": low, "max_eval_len": high}
 
 
-def accuracy_by_length(
-    module: SequenceModule, datamodule, lengths: list[int] | None = None
-) -> list[dict]:
-    """One row per length: the objective's metrics on ``datamodule.length_set(length)``.
+def user_style_accuracy(module: Any, datamodule: Any, n: int, workdir: Path) -> dict[str, Any]:
+    """Accuracy on the first ``n`` test digits as they are, and redrawn as a user would supply
+    them (100-300 px, off centre; JPG black on white, transparent PNG) and brought back through
+    the own-handwriting pipeline: how much the pipeline costs a model."""
+    from seqnets.scoring import predict_batch
 
-    Lengths far beyond training show whether a rule (the carry, the index) was learned or
-    only the training lengths were fitted.
-    """
-    rows = []
-    metrics = module.objective.metrics().to(module.device)
-    for length in lengths or datamodule.eval_lengths():
-        preds, batch = _predict(module, datamodule, datamodule.length_set(length))
-        metrics.reset()
-        module.objective.update(metrics, preds, batch)
-        scores = {name: float(value) for name, value in metrics.compute().items()}
-        rows.append({"length": length, "samples": int(batch["x"].shape[0]), **scores})
-    return rows
+    digits, labels = datamodule.splits["test"]["x"][:n], datamodule.splits["test"]["y"][:n]
+    original = predict_batch(module, datamodule, {"x": digits, "y": labels})
+    result: dict[str, Any] = {"n": n, "original_acc": float((original == labels).float().mean())}
+    rng = np.random.default_rng(0)
+    sheets = [redraw_as_user(d, rng) for d in digits]
+    for fmt in ("jpg", "png"):
+        folder = workdir / fmt
+        folder.mkdir(parents=True, exist_ok=True)
+        files = [save_user_image(s, fmt, folder / f"{i:05d}") for i, s in enumerate(sheets)]
+        images, results = prepare(files)
+        if not all(r.ok for r in results):
+            raise RuntimeError(f"redrawn digits failed: {[r.error for r in results if not r.ok]}")
+        preds = predict_batch(module, datamodule, {"x": images, "y": labels})
+        result[f"{fmt}_acc"] = float((preds == labels).float().mean())
+    return result
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Score ``cfg.ckpt_path``; what goes into ``metrics.json``."""
+    out = Path(cfg.paths.output_dir)
+    file, checkpoint = load_checkpoint(cfg.ckpt_path)
+    changes = length_changes(cfg.lengths)
+    if cfg.eval_samples is not None:
+        changes["eval_samples"] = check_int("eval_samples", cfg.eval_samples, 1)
+    config, datamodule, module = rebuild(checkpoint, data_dir=cfg.paths.data_dir, **changes)
+    datamodule.check()
+    torch.set_num_threads(resolve_threads(cfg.threads))
+    L.seed_everything(cfg.seed)
+    analysis = TestAnalysis(inside=cfg.inside)
+    trainer = L.Trainer(
+        accelerator=cfg.accelerator,
+        devices=1,
+        default_root_dir=str(out),
+        logger=TensorBoardLogger(str(out), name="tensorboard", version=""),
+        callbacks=[analysis],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    test = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+    metrics: dict[str, Any] = {
+        "status": records.COMPLETED,
+        "checkpoint": str(file),
+        "task": config.task.name,
+        "cell": config.model.cell,
+        "hidden": config.model.hidden,
+        "seed": config.seed,
+        "test": {k: float(v) for k, v in test.items()},
+        "num_parameters": sum(p.numel() for p in module.parameters()),
+        **analysis.results,
+        **environment(),
+        "config": OmegaConf.to_container(config),
+    }
+    if cfg.user_style and config.task.name == "mnist":
+        n = check_int("user_style", cfg.user_style, 1, len(datamodule.splits["test"]["y"]))
+        with tempfile.TemporaryDirectory() as workdir:
+            metrics["user_style"] = user_style_accuracy(module, datamodule, n, Path(workdir))
+        log.info("user-style images: %s", metrics["user_style"])
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    out = Path(cfg.paths.output_dir)
+    try:
+        metrics = evaluate(cfg)
+    except ConfigError as error:
+        records.discard_run_dir(out)
+        sys.stderr.write(f"seqnets: error: {error}\n")
+        sys.exit(EXIT_USAGE)
+    path = records.write_metrics(out, metrics)
+    log.info("test: %s", metrics["test"])
+    log.info("metrics and figures in %s", path.parent)
+
+
+if __name__ == "__main__":
+    cli(main)

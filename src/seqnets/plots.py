@@ -54,20 +54,30 @@ def confusion_matrix(matrix: torch.Tensor, title: str) -> Figure:
 
 
 def digit_grid(
-    images: torch.Tensor, true: Sequence[int], pred: Sequence[int], title: str
+    images: torch.Tensor,
+    true: Sequence[int | None],
+    pred: Sequence[int],
+    title: str,
+    notes: Sequence[str] | None = None,
+    columns: int = 10,
 ) -> Figure:
-    """Images in a row with their true and predicted labels; wrong ones in red."""
-    n = len(true)
-    fig = Figure(figsize=(1.3 * n, 1.8), layout="constrained")
+    """Images with their true (when known) and predicted labels, ``columns`` to a row; wrong
+    ones in red. ``notes`` add a line under each (e.g. a confidence or a file name)."""
+    n = len(pred)
+    rows = max(1, -(-n // columns))
+    width = min(n, columns)
+    fig = Figure(figsize=(1.3 * width + 0.2, 1.9 * rows + 0.3), layout="constrained")
     fig.suptitle(title)
-    for i, ax in enumerate(fig.subplots(1, n, squeeze=False)[0]):
-        ax.imshow(images[i], cmap="gray")
+    for i, ax in enumerate(fig.subplots(rows, width, squeeze=False).flatten()):
         ax.set_axis_off()
-        ax.set_title(
-            f"true {true[i]}\npred {pred[i]}",
-            fontsize=8,
-            color="black" if true[i] == pred[i] else "red",
-        )
+        if i >= n:
+            continue
+        ax.imshow(images[i], cmap="gray")
+        label = f"pred {pred[i]}" if true[i] is None else f"true {true[i]}\npred {pred[i]}"
+        if notes is not None:
+            label += f"\n{notes[i]}"
+        wrong = true[i] is not None and true[i] != pred[i]
+        ax.set_title(label, fontsize=8, color="red" if wrong else "black")
     return fig
 
 

@@ -24,7 +24,17 @@ COMPLETED, DIVERGED, FAILED, INTERRUPTED, INVALID = (
 # A run directory that never wrote its record: killed, or still running.
 UNFINISHED = "unfinished"
 # What a run writes into its directory; a failed run's directory is cleared of these only.
-RUN_ENTRIES = (".hydra", "train.log", "tensorboard", "csv", "checkpoints", "figures", METRICS)
+RUN_ENTRIES = (
+    ".hydra",
+    "train.log",
+    "evaluate.log",
+    "predict.log",
+    "tensorboard",
+    "csv",
+    "checkpoints",
+    "figures",
+    METRICS,
+)
 
 
 def strict(value: Any) -> Any:
@@ -39,9 +49,10 @@ def strict(value: Any) -> Any:
     return value
 
 
-def write_metrics(run_dir: str | Path, metrics: dict[str, Any]) -> Path:
-    """Write the record; refuses non-strict JSON rather than writing it."""
-    path = Path(run_dir) / METRICS
+def write_metrics(run_dir: str | Path, metrics: dict[str, Any], name: str = METRICS) -> Path:
+    """Write the record (or another JSON file of results); refuses non-strict JSON rather
+    than writing it."""
+    path = Path(run_dir) / name
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(strict(metrics), indent=2, allow_nan=False)
     tmp = path.with_suffix(".json.tmp")

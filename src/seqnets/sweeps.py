@@ -23,6 +23,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from seqnets import records
+from seqnets.checkpoints import run_config
 from seqnets.checks import check_config
 from seqnets.errors import EXIT_FAILED, EXIT_USAGE, ConfigError
 
@@ -57,8 +58,9 @@ class RunGuard(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         global _composed
         _composed = True
+        overrides = list(config.hydra.overrides.task)
         try:
-            check_config(config, list(config.hydra.overrides.task))
+            check_config(run_config(config, overrides), overrides)
         except ConfigError as error:
             _fail([str(error)])
 
@@ -77,7 +79,7 @@ class RunGuard(Callback):
         for number, overrides in enumerate(jobs):
             job = loader.load_sweep_config(master_config=config, sweep_overrides=list(overrides))
             try:
-                check_config(job, overrides, multirun=True)
+                check_config(run_config(job, list(overrides)), overrides, multirun=True)
             except ConfigError as error:
                 problems.append(f"job {number} ({' '.join(overrides)}): {error}")
         if problems:

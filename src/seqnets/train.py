@@ -32,6 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from seqnets import records, sweeps
 from seqnets.callbacks import History, InterruptCheckpoint, TestAnalysis, first_of_type
+from seqnets.checkpoints import run_config
 from seqnets.checks import check_config, warn_long_training
 from seqnets.errors import (
     EXIT_FAILED,
@@ -93,7 +94,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     start = time.perf_counter()
     try:
         with _interruptible(callbacks):
-            trainer.fit(module, datamodule=datamodule)
+            trainer.fit(
+                module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True
+            )
     except RunDiverged as diverged:
         metrics["status"] = records.DIVERGED
         metrics["diverged"] = {
@@ -116,7 +119,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     if metrics["status"] == records.COMPLETED:
         start = time.perf_counter()
         with _interruptible(callbacks):
-            test = trainer.test(module, datamodule=datamodule, ckpt_path=best_path, verbose=False)
+            test = trainer.test(
+                module, datamodule=datamodule, ckpt_path=best_path, verbose=False, weights_only=True
+            )
         test = test[0]
         test_wall = time.perf_counter() - start
 
@@ -132,6 +137,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         "monitor": cfg.task.monitor,
         "best_val": float(best_score) if best_score is not None else None,
         "best_checkpoint": best_path,
+        "resumed_from": cfg.get("ckpt_path"),
         "test": {k: float(v) for k, v in test.items()},
         "epochs_trained": trainer.current_epoch,
         "steps_trained": trainer.global_step,
@@ -205,8 +211,10 @@ def run(cfg: DictConfig) -> float | None:
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     run_dir = Path(cfg.paths.output_dir)
     base = {"task": cfg.task.name, "seed": cfg.seed}
+    overrides = list(hydra_cfg.overrides.task)
     try:
-        check_config(cfg, hydra_cfg.overrides.task, multirun)
+        cfg = run_config(cfg, overrides)
+        check_config(cfg, overrides, multirun)
         metrics, objects = train(cfg)
     except ConfigError as error:
         if multirun:  # listed by the sweep's summary

@@ -24,6 +24,7 @@ class TensorDataModule(L.LightningDataModule):
         self.eval_batch_size = check_int("task.datamodule.eval_batch_size", eval_batch_size, 1)
         self.seed = seed
         self.splits: dict[str, Batch] = {}
+        self._resume: dict[str, int] | None = None
 
     def transfer_batch_to_device(
         self, batch: Batch, device: torch.device, dataloader_idx: int
@@ -33,6 +34,30 @@ class TensorDataModule(L.LightningDataModule):
         return {
             k: v if k == "lengths" else v.to(device, non_blocking=True) for k, v in batch.items()
         }
+
+    def state_dict(self) -> dict[str, int]:
+        """Where training stands within its epoch, saved in every checkpoint: a run resumed
+        from the middle of an epoch skips the batches it already trained on."""
+        trainer = self.trainer
+        if trainer is None:
+            return {}
+        loop = trainer.fit_loop
+        return {
+            "epoch": trainer.current_epoch,
+            "batches": loop.epoch_loop.batch_progress.current.completed,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        self._resume = state_dict or None
+
+    def resumable(self, loader: DataLoader, items_per_batch: int) -> DataLoader:
+        """``loader`` told where a restored run stands (see ``state_dict``)."""
+        if self._resume:
+            loader.sampler.resume_at(
+                self._resume["epoch"], self._resume["batches"] * items_per_batch
+            )
+            self._resume = None
+        return loader
 
     def check(self) -> None:
         """Raise a ConfigError for what can be found wrong before any work (files missing, an

@@ -5,8 +5,9 @@ recurrent step itself for MNIST-sized inputs; ``__getitems__`` hands the whole i
 the dataset, which answers with one fancy-indexing call per tensor. The order of an epoch is
 a function of (seed, epoch), never of the global generator, so a resumed run sees the same
 batches as an uninterrupted one; a run resumed in the middle of an epoch skips the batches it
-already trained on. Under DDP each rank takes every ``world``-th item, so the ranks see
-disjoint parts of the same epoch and evaluation sets are covered exactly once.
+already trained on (``EpochSampler.resume_at``). Under DDP each rank takes every
+``world``-th item, so the ranks see disjoint parts of the same epoch and evaluation sets are
+covered exactly once.
 """
 
 from __future__ import annotations
@@ -51,25 +52,34 @@ class TensorBatches(Dataset):
 
 class EpochSampler(Sampler[int]):
     """This rank's share of the ``n`` items of an epoch drawn from (seed, epoch); Lightning
-    calls ``set_epoch``. ``skip`` drops the first items of the next epoch only (a resumed run
-    continues where the interrupted one stopped)."""
+    calls ``set_epoch``. ``resume_at(epoch, items)`` drops the first items of that epoch once
+    (a run resumed mid-epoch continues where the interrupted one stopped).
+
+    The order is computed when the first item is asked for, not when the iterator is made:
+    Lightning makes the first epoch's iterator before a resumed run's epoch is restored.
+    """
 
     def __init__(self, n: int, seed: int = 0, rank: int = 0, world: int = 1) -> None:
         self.n, self.seed, self.epoch = n, seed, 0
         self.rank, self.world = rank, world
-        self.skip = 0
+        self._resume: tuple[int, int] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def resume_at(self, epoch: int, items: int) -> None:
+        self._resume = (epoch, items)
 
     def order(self) -> list[int]:
         """All ``n`` items of this epoch, before sharding."""
         raise NotImplementedError
 
     def __iter__(self) -> Iterator[int]:
-        items = self.order()[self.rank :: self.world][self.skip :]
-        self.skip = 0
-        return iter(items)
+        items = self.order()[self.rank :: self.world]
+        if self._resume is not None and self._resume[0] == self.epoch:
+            items = items[self._resume[1] :]
+            self._resume = None
+        yield from items
 
     def __len__(self) -> int:
         return len(range(self.rank, self.n, self.world))

@@ -41,6 +41,15 @@ def carries(bits: torch.Tensor) -> torch.Tensor:
     return stops.cummax(dim=1).values.clamp(min=0) & 1
 
 
+def encode_sum(a: int, b: int) -> Batch:
+    """One sum a+b as the task feeds it: least significant bit first, long enough for the sum
+    (one bit more than the longer operand)."""
+    length = max(a.bit_length(), b.bit_length(), 1) + 1
+    bits = [[(a >> i) & 1, (b >> i) & 1] for i in range(length)]
+    total = [((a + b) >> i) & 1 for i in range(length)]
+    return {"x": torch.tensor([bits], dtype=torch.float32), "y": torch.tensor([total])}
+
+
 def bits_to_int(bits: Sequence[int]) -> int:
     """Least-significant-first bits -> Python int (exact at any length)."""
     return sum(int(b) << i for i, b in enumerate(bits))

@@ -294,3 +294,43 @@ def prepare(
             images.append(image)
     batch = torch.stack(images) if images else torch.zeros(0, SIZE, SIZE, dtype=torch.uint8)
     return batch, results
+
+
+# -- MNIST digits redrawn as a user would supply them: how the pipeline above is checked ------
+USER_SHEET = (480, 400)  # width, height: larger than any redrawn digit, so it can sit off centre
+USER_FORMATS = ("jpg", "png", "tif")
+
+
+def redraw_as_user(
+    digit: torch.Tensor, rng: np.random.Generator, sheet: tuple[int, int] = USER_SHEET
+) -> np.ndarray:
+    """An MNIST digit (uint8 28x28) as a user's drawing: scaled to 100-300 px, on a larger
+    sheet, hugging one side. Returned as ink (uint8, 255 = ink); ``save_user_image`` turns it
+    into paper and strokes."""
+    side = int(rng.integers(100, 301))
+    big = np.asarray(Image.fromarray(digit.numpy()).resize((side, side), Image.BICUBIC))
+    width, height = sheet
+    margin = 10
+    left = margin if rng.random() < 0.5 else width - side - margin
+    top = int(rng.integers(margin, height - side - margin + 1))
+    canvas = np.zeros((height, width), dtype=np.uint8)
+    canvas[top : top + side, left : left + side] = big
+    return canvas
+
+
+def save_user_image(ink: np.ndarray, fmt: str, path: Path) -> Path:
+    """Save ink as a user's file: ``jpg`` black on white paper (quality 85), ``png`` RGBA with
+    opaque black ink on transparent paper (whose stored colour is black too, as drawing apps
+    store it), ``tif`` white on black."""
+    path = Path(path).with_suffix(f".{fmt}")
+    if fmt == "jpg":
+        Image.fromarray(255 - ink).convert("RGB").save(path, quality=85)
+    elif fmt == "png":
+        rgba = np.zeros((*ink.shape, 4), dtype=np.uint8)
+        rgba[..., 3] = ink
+        Image.fromarray(rgba, "RGBA").save(path, compress_level=1)
+    elif fmt == "tif":
+        Image.fromarray(ink).save(path)
+    else:
+        raise ValueError(f"fmt={fmt!r}: choose one of {', '.join(USER_FORMATS)}")
+    return path

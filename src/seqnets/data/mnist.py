@@ -154,9 +154,10 @@ class MNISTDataModule(TensorDataModule):
         }
 
     def train_dataloader(self) -> DataLoader:
-        return tensor_loader(
+        loader = tensor_loader(
             self.splits["train"], self.batch_size, shuffle=True, seed=self.seed, **self.shard()
         )
+        return self.resumable(loader, items_per_batch=self.batch_size)
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (batch, 28, 28) -> float rows normalised with MNIST's mean and std."""
@@ -175,8 +176,10 @@ class MNISTDataModule(TensorDataModule):
 
     def describe(self, batch: Batch, preds: torch.Tensor) -> list[dict]:
         return [
-            {"test_index": int(i), "true": int(t), "pred": int(p)}
-            for i, t, p in zip(batch["index"], batch["y"], preds, strict=True)
+            {"test_index": i, "true": t, "pred": p, "text": f"test image {i}: {p} (true {t})"}
+            for i, t, p in zip(
+                batch["index"].tolist(), batch["y"].tolist(), preds.tolist(), strict=True
+            )
         ]
 
     def sample_figure(self, batch: Batch, preds: torch.Tensor) -> Figure:

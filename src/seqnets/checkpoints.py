@@ -1,0 +1,183 @@
+"""Checkpoints as inputs: found, read safely, and turned back into the run that made them.
+
+A checkpoint is code if what it names is instantiated blindly, so it is read with
+``weights_only=True`` and its stored config may only name targets from an allowlist (this
+package's classes, ``torch.optim``, Lightning's Trainer, callbacks and loggers). Every way a
+file can be unusable (missing, truncated, not a checkpoint, not a seqnets checkpoint, naming a
+foreign target) is a ``CheckpointError`` whose one line names the file and what is wrong.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from seqnets.errors import ConfigError
+from seqnets.models.module import SequenceModule
+
+ALLOWED_TARGETS = (
+    "seqnets.",
+    "torch.optim.",
+    "lightning.pytorch.callbacks.",
+    "lightning.pytorch.loggers.",
+    "lightning.pytorch.Trainer",
+)
+
+
+class CheckpointError(ConfigError):
+    """A checkpoint that cannot be used; the message names the file and says why."""
+
+
+def find_checkpoint(path: str | Path, prefer: str = "best") -> Path:
+    """The checkpoint file a user meant: ``path`` itself, or in a run directory (or its
+    ``checkpoints/``) the best checkpoint (``prefer="best"``, for evaluating and predicting)
+    or ``last.ckpt`` (``prefer="last"``, for resuming; an interrupted run's own checkpoint
+    when it is newer)."""
+    path = Path(path).expanduser()
+    if path.is_file():
+        return path
+    if not path.exists():
+        raise CheckpointError(
+            f"ckpt_path={str(path)!r} does not exist: give a .ckpt file or a run directory"
+        )
+    folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+    best = sorted(folder.glob("best*.ckpt"))
+    last = [p for p in (folder / "interrupted.ckpt", folder / "last.ckpt") if p.is_file()]
+    last.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    order = (best[-1:] + last) if prefer == "best" else (last + best[-1:])
+    if not order:
+        raise CheckpointError(
+            f"ckpt_path={str(path)!r} is a directory without checkpoints (looked for best-*.ckpt, "
+            f"last.ckpt and interrupted.ckpt in {folder})"
+        )
+    return order[0]
+
+
+def check_targets(config: Any, where: str = "") -> None:
+    """Refuse a config that names any ``_target_`` outside ``ALLOWED_TARGETS``."""
+    if isinstance(config, dict):
+        target = config.get("_target_")
+        if target is not None and not str(target).startswith(ALLOWED_TARGETS):
+            raise CheckpointError(
+                f"its config names the target {target!r} at {where or 'the top'}; only targets "
+                f"under {', '.join(ALLOWED_TARGETS)} are rebuilt from a checkpoint"
+            )
+        for key, value in config.items():
+            check_targets(value, f"{where}.{key}" if where else str(key))
+    elif isinstance(config, list):
+        for i, value in enumerate(config):
+            check_targets(value, f"{where}[{i}]")
+
+
+def load_checkpoint(path: str | Path, prefer: str = "best") -> tuple[Path, dict[str, Any]]:
+    """``(file, checkpoint)``: read with ``weights_only=True``, holding a seqnets config whose
+    every target is allowed."""
+    file = find_checkpoint(path, prefer)
+    try:
+        checkpoint = torch.load(file, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(
+            f"{file} is not a readable checkpoint (truncated, corrupt or not a PyTorch file: "
+            f"{first})"
+        ) from None
+    config = (
+        checkpoint.get("hyper_parameters", {}).get("config")
+        if isinstance(checkpoint, dict)
+        else None
+    )
+    if not isinstance(config, dict) or "task" not in config or "state_dict" not in checkpoint:
+        raise CheckpointError(
+            f"{file} is not a seqnets checkpoint: it holds no run config (hyper_parameters.config)"
+        )
+    try:
+        check_targets(config)
+    except CheckpointError as error:
+        raise CheckpointError(f"{file} is refused: {error}") from None
+    return file, checkpoint
+
+
+def rebuild(
+    checkpoint: dict[str, Any], data_dir: str | None = None, **datamodule_changes: Any
+) -> tuple[DictConfig, Any, SequenceModule]:
+    """The run's config, DataModule and trained module, from a checkpoint alone. MNIST is read
+    from ``data_dir`` when given (the run's own may be on another machine); other DataModule
+    arguments may be changed too (e.g. the lengths to evaluate), if the task has them."""
+    config = OmegaConf.create(checkpoint["hyper_parameters"]["config"])
+    if data_dir is not None and "data_dir" in config.task.datamodule:
+        config.task.datamodule.data_dir = data_dir
+    for key, value in datamodule_changes.items():
+        if key in config.task.datamodule:
+            config.task.datamodule[key] = value
+    datamodule = instantiate(config.task.datamodule)
+    module = SequenceModule(
+        backbone=instantiate(config.model, input_size=datamodule.num_features),
+        objective=instantiate(config.task.objective),
+        optimizer=instantiate(config.optimizer),
+        l2=config.l2,
+        config=OmegaConf.to_container(config),
+    )
+    module.load_state_dict(checkpoint["state_dict"])
+    module.eval()
+    return config, datamodule, module
+
+
+# Config groups: choosing another option would make another run, not continue this one.
+GROUPS = ("task", "model", "optimizer", "scheduler", "trainer", "logger", "callbacks", "paths")
+
+
+def _reanchor(node: Any, old: str, new: str) -> Any:
+    """Strings under the old run's directory re-pointed to ``new`` (an interpolation)."""
+    if isinstance(node, dict):
+        return {k: _reanchor(v, old, new) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_reanchor(v, old, new) for v in node]
+    if isinstance(node, str) and old and (node == old or node.startswith(old + "/")):
+        return new + node[len(old) :]
+    return node
+
+
+def resume_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
+    """The config of the run ``cfg.ckpt_path`` continues: the stored one, with this run's own
+    paths (its new output directory, this machine's data directory) and the command line's
+    value changes (e.g. ``trainer.max_epochs=5`` for a run stopped after 2)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    file, checkpoint = load_checkpoint(cfg.ckpt_path, prefer="last")
+    stored = checkpoint["hyper_parameters"]["config"]
+    old_paths = stored.get("paths", {})
+    stored = _reanchor(stored, old_paths.get("output_dir", ""), "${paths.output_dir}")
+    stored = _reanchor(stored, old_paths.get("data_dir", ""), "${paths.data_dir}")
+    resumed = OmegaConf.create(stored)
+    resumed.paths = OmegaConf.to_container(cfg.paths, resolve=False)
+    for override in OverridesParser.create().parse_overrides(overrides):
+        key = override.key_or_group
+        if key == "ckpt_path" or key.startswith("hydra"):
+            continue
+        if key in GROUPS or "/" in key or override.is_delete() or override.is_add():
+            raise ConfigError(
+                f"{override.input_line!r} is not allowed when resuming: a resumed run keeps its "
+                f"checkpoint's config; only values may change (e.g. trainer.max_epochs=5)"
+            )
+        OmegaConf.update(resumed, key, override.value(), merge=True)
+    resumed.ckpt_path = str(file)
+    done = checkpoint["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"]
+    if done >= resumed.trainer.max_epochs:
+        raise ConfigError(
+            f"ckpt_path={str(file)!r} is a run that already trained trainer.max_epochs="
+            f"{resumed.trainer.max_epochs} epochs (of task.max_epochs={resumed.task.max_epochs}): "
+            f"to continue it, add trainer.max_epochs=N with N > {done}"
+        )
+    return resumed
+
+
+def run_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
+    """The config a run will really use: ``cfg``, or the resumed run's when ``ckpt_path`` is
+    set."""
+    return resume_config(cfg, overrides) if cfg.get("ckpt_path") else cfg

@@ -1,0 +1,45 @@
+"""Scoring a trained module outside the Trainer's loops: fixed samples and accuracy against
+sequence length, for the test analysis of every run and for evaluating checkpoints."""
+
+from __future__ import annotations
+
+import torch
+
+from seqnets.data.batching import Batch
+from seqnets.models.module import SequenceModule
+
+
+@torch.no_grad()
+def forward_batch(module: SequenceModule, datamodule, batch: Batch) -> tuple[torch.Tensor, Batch]:
+    """Logits and the batch as the model saw it, both on the module's device: the batch is
+    moved and prepared (e.g. normalised) exactly as the Trainer prepares it."""
+    module.eval()
+    batch = datamodule.transfer_batch_to_device(batch, module.device, 0)
+    batch = datamodule.on_after_batch_transfer(batch, 0)
+    return module(batch["x"], batch.get("lengths")), batch
+
+
+def predict_batch(module: SequenceModule, datamodule, batch: Batch) -> torch.Tensor:
+    """Hard predictions for ``batch``, on the CPU."""
+    logits, _ = forward_batch(module, datamodule, batch)
+    return module.objective.predict(logits).cpu()
+
+
+def accuracy_by_length(
+    module: SequenceModule, datamodule, lengths: list[int] | None = None
+) -> list[dict]:
+    """One row per length: the objective's metrics on ``datamodule.length_set(length)``.
+
+    Lengths far beyond training show whether a rule (the carry, the index) was learned or
+    only the training lengths were fitted.
+    """
+    rows = []
+    metrics = module.objective.metrics().to(module.device)
+    for length in lengths or datamodule.eval_lengths():
+        logits, batch = forward_batch(module, datamodule, datamodule.length_set(length))
+        preds = module.objective.predict(logits)
+        metrics.reset()
+        module.objective.update(metrics, preds, batch)
+        scores = {name: float(value) for name, value in metrics.compute().items()}
+        rows.append({"length": length, "samples": int(batch["x"].shape[0]), **scores})
+    return rows
