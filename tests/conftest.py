@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -18,11 +17,20 @@ ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 DATA_DIR = Path(os.environ.get("SEQNETS_DATA_DIR", ROOT.parent / "shared" / "data")).resolve()
 HAS_MNIST = (DATA_DIR / "MNIST" / "raw" / "train-images-idx3-ubyte").exists()
+# CI sets SEQNETS_REQUIRE_DATA=1: there a wrong data path must fail the MNIST tests, not skip them.
+REQUIRE_DATA = os.environ.get("SEQNETS_REQUIRE_DATA") == "1"
 needs_mnist = pytest.mark.skipif(
-    not HAS_MNIST, reason=f"MNIST not in {DATA_DIR} (set SEQNETS_DATA_DIR)"
+    not HAS_MNIST and not REQUIRE_DATA, reason=f"MNIST not in {DATA_DIR} (set SEQNETS_DATA_DIR)"
 )
 # A few batches per stage: enough to exercise every part, quick on two cores.
 TINY = ["debug=fast", "trainer=cpu", "trainer.enable_model_summary=false"]
+
+
+def tiny(*args: str) -> list[str]:
+    """``args`` after TINY's presets, leaving out a preset that ``args`` sets itself (Hydra
+    takes one value per key)."""
+    keys = {a.lstrip("+~").split("=", 1)[0] for a in args}
+    return [t for t in TINY if t.split("=", 1)[0] not in keys] + list(args)
 
 
 @pytest.fixture
@@ -44,11 +52,14 @@ def compose_cfg(tmp_path):
     GlobalHydra.instance().clear()
 
 
-def run_cli(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    """Run ``python -m seqnets.train`` as a user would, from ``cwd``."""
+def run_cli(
+    *args: str, cwd: Path, check: bool = True, module: str = "seqnets.train"
+) -> subprocess.CompletedProcess:
+    """Run ``python -m seqnets.train`` (or another of the commands) as a user would, from
+    ``cwd``, in a process of its own."""
     env = {**os.environ, "SEQNETS_DATA_DIR": str(DATA_DIR), "MPLBACKEND": "Agg"}
     proc = subprocess.run(
-        [sys.executable, "-m", "seqnets.train", *args],
+        [sys.executable, "-m", module, *args],
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -62,13 +73,47 @@ def run_cli(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedPr
     return proc
 
 
+def cli_in_process(
+    *args: str, cwd: Path, capsys: pytest.CaptureFixture, module: str = "seqnets.train"
+) -> tuple[int, str]:
+    """Run a command's real entry point (Hydra, checks, exit codes) in this process, which
+    skips the ~6 s of imports a new process pays: ``(exit code, stderr)``."""
+    import importlib
+
+    from seqnets.sweeps import cli
+
+    entry = importlib.import_module(module)
+    argv, here = sys.argv, os.getcwd()
+    sys.argv = [module, *args]
+    os.chdir(cwd)
+    capsys.readouterr()
+    try:
+        cli(entry.main)
+        code = 0
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else 1
+    finally:
+        sys.argv = argv
+        os.chdir(here)
+        GlobalHydra.instance().clear()
+    return code, capsys.readouterr().err
+
+
+def strict_json(path: Path) -> dict:
+    """A file parsed as strict JSON: NaN and Infinity tokens fail."""
+    from seqnets.records import loads_strict
+
+    return loads_strict(path.read_text())
+
+
 def run_dirs(cwd: Path) -> list[Path]:
     """Every run directory (single runs and multirun jobs) under ``cwd/outputs``."""
     return sorted(p.parent for p in (cwd / "outputs").rglob(".hydra"))
 
 
 def load_metrics(run_dir: Path) -> dict:
-    return json.loads((run_dir / "metrics.json").read_text())
+    """A run's metrics.json, which must be strict JSON."""
+    return strict_json(run_dir / "metrics.json")
 
 
 def run_one(*args: str, cwd: Path) -> tuple[Path, dict]:

@@ -13,7 +13,6 @@ from matplotlib.image import imread
 from seqnets.data.binary_add import BinaryAddDataModule, carries, make_binary_add_batch
 from seqnets.data.mnist import MNISTDataModule
 from seqnets.data.remember import RememberDataModule
-from seqnets.scoring import predict_batch
 from seqnets.inside import (
     analyse,
     carry_correlation,
@@ -28,6 +27,7 @@ from seqnets.inside import (
 from seqnets.models.backbone import RecurrentBackbone
 from seqnets.models.module import SequenceModule
 from seqnets.models.objectives import BitSequence, Classification
+from seqnets.scoring import predict_batch
 from tests.conftest import DATA_DIR, needs_mnist
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

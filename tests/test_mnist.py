@@ -41,7 +41,12 @@ def test_batches_are_rows_normalised_after_transfer(datamodule):
     assert batch["x"].shape == (32, 28, 28) and batch["x"].dtype == torch.uint8
     ready = datamodule.on_after_batch_transfer(batch, 0)
     assert ready["x"].dtype == torch.float32
+    # every pixel p becomes (p / 255 - 0.1307) / 0.3081, MNIST's own normalisation
+    expected = (batch["x"].double() / 255 - 0.1307) / 0.3081
+    torch.testing.assert_close(ready["x"].double(), expected, atol=1e-6, rtol=0)
+    assert float(ready["x"].min()) == pytest.approx(-0.1307 / 0.3081, abs=1e-6)  # black
     assert abs(float(datamodule.normalize(datamodule.splits["train"]["x"][:5000]).mean())) < 0.05
+    assert datamodule.on_after_batch_transfer(ready, 0)["x"] is ready["x"]  # never twice
 
 
 @needs_mnist

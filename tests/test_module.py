@@ -78,3 +78,32 @@ def test_bit_objective_losses_and_metrics():
     assert metrics.compute()["exact_acc"] == 0.0
     with pytest.raises(ConfigError, match=r"task\.loss='hinge'"):
         BitSequence("hinge")
+
+
+@pytest.mark.parametrize("objective", [Classification(10), BitSequence("ce")])
+def test_lengths_reach_the_backbone_through_module_and_scoring(objective):
+    """A padded batch gives each sequence the logits it gets alone, through the module and
+    through the scoring used by the test analysis and evaluate; ignoring lengths would not."""
+    from seqnets.data.remember import RememberDataModule
+    from seqnets.scoring import forward_batch
+
+    torch.manual_seed(0)
+    module = make_module(objective)
+    module.eval()
+    lengths = torch.tensor([6, 2, 4])
+    x = torch.randn(3, 6, 3)
+    for i, n in enumerate(lengths.tolist()):
+        x[i, n:] = 0
+    batch = {"x": x, "y": torch.zeros(3, dtype=torch.long), "lengths": lengths}
+    datamodule = RememberDataModule()  # only its device transfer is used
+    padded, _ = forward_batch(module, datamodule, batch)
+    direct = module(x, lengths)
+    for i, n in enumerate(lengths.tolist()):
+        alone = module(x[i : i + 1, :n])
+        if objective.readout == "last":
+            torch.testing.assert_close(padded[i], alone[0])
+            torch.testing.assert_close(direct[i], alone[0])
+        else:
+            torch.testing.assert_close(padded[i, :n], alone[0])
+    ignored = module(x)  # the padding read as input changes the short sequences' answers
+    assert not torch.allclose(ignored[1], direct[1], atol=1e-4)

@@ -41,11 +41,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
+from seqnets import CONF_DIR
 from seqnets.data.binary_add import make_binary_add_batch
 from seqnets.data.remember import make_remember_batch
 from seqnets.runtime import environment, resolve_threads
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
+CONF = Path(CONF_DIR)
 WORKLOADS: dict[str, list[str]] = {
     "mnist": ["task=mnist", "model=lstm", "model.hidden=128"],
     "binary_add": ["task=binary_add", "model=lstm", "model.hidden=5", "task.train_len=10"],

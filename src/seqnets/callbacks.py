@@ -98,7 +98,10 @@ class DivergenceGuard(L.Callback):
         loss = outputs["loss"].detach()
         step = trainer.global_step
         if loss.device.type == "cpu":
-            if not torch.isfinite(loss):
+            bad = not bool(torch.isfinite(loss))
+            if trainer.world_size > 1:  # every rank must stop together, or the others hang
+                bad = trainer.strategy.reduce_boolean_decision(bad, all=False)
+            if bad:
                 raise RunDiverged(step, float(loss))
             return
         if self._first_bad is None:
@@ -107,21 +110,25 @@ class DivergenceGuard(L.Callback):
         record = torch.stack([torch.tensor(float(step), device=loss.device), loss])
         self._first_bad = torch.where(bad, record, self._first_bad)
         if step % self.sync_every_n_steps == 0:
-            self._raise_if_bad()
+            self._raise_if_bad(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._raise_if_bad()
+        self._raise_if_bad(trainer)
         checkpoint = first_of_type(trainer.callbacks, ModelCheckpoint)
         monitor = checkpoint.monitor if checkpoint else None
         value = trainer.callback_metrics.get(monitor) if monitor else None
         if value is not None and not torch.isfinite(value):
             raise RunDiverged(trainer.global_step, float(value), f"monitored {monitor}")
 
-    def _raise_if_bad(self) -> None:
-        if self._first_bad is not None:
-            step, value = self._first_bad.tolist()
-            if step >= 0:
-                raise RunDiverged(int(step), value)
+    def _raise_if_bad(self, trainer: L.Trainer) -> None:
+        if self._first_bad is None:
+            return
+        step, value = self._first_bad.tolist()
+        bad = step >= 0
+        if trainer.world_size > 1:
+            bad = trainer.strategy.reduce_boolean_decision(bad, all=False)
+        if bad:
+            raise RunDiverged(int(step), value)
 
 
 class RunCheckpoint(ModelCheckpoint):

@@ -260,3 +260,130 @@ def mnist_settle_figure(rows: dict, title: str) -> Figure:
     )
     ax.grid(axis="y", alpha=0.3)
     return fig
+
+
+# -- the report's figures, drawn from many runs' numbers -----------------------------------------
+def _smooth(values: Sequence[float], weight: float = 0.98) -> list[float]:
+    """Exponential moving average, as TensorBoard's smoothing: per-step losses are noisy."""
+    out, level = [], None
+    for v in values:
+        level = v if level is None else weight * level + (1 - weight) * v
+        out.append(level)
+    return out
+
+
+def _mean_series(series: Sequence[Sequence[float]]) -> list[float]:
+    """Element-wise mean of equally long series (the shortest length)."""
+    n = min(len(s) for s in series)
+    return [sum(s[i] for s in series) / len(series) for i in range(n)]
+
+
+def training_curves(runs: dict[str, Sequence[dict]], title: str) -> Figure:
+    """Training loss per iteration (smoothed), and accuracy and loss per epoch for training
+    and validation, one colour per run name (mean over its seeds): six small panels, so that
+    nine runs stay readable."""
+    fig = Figure(figsize=(13, 7), layout="constrained")
+    fig.suptitle(title)
+    axes = fig.subplots(2, 3)
+    colours = [f"C{i}" for i in range(10)]
+    for (name, group), colour in zip(runs.items(), colours * 3, strict=False):
+        steps = [
+            [loss if loss is not None else float("nan") for _, loss in r["train_loss_steps"]]
+            for r in group
+        ]
+        if steps and all(steps):
+            axes[0][0].plot(_smooth(_mean_series(steps)), color=colour, label=name, lw=1)
+        history = [r["history"] for r in group if r.get("history")]
+        if not history:
+            continue
+        first = history[0][0]
+        acc = "acc" if "train/acc" in first else "bit_acc"
+        for ax, key in (
+            (axes[0][1], f"train/{acc}"),
+            (axes[0][2], f"val/{acc}"),
+            (axes[1][1], "train/loss"),
+            (axes[1][2], "val/loss"),
+        ):
+            curves = [[row.get(key, float("nan")) for row in h] for h in history]
+            mean = _mean_series(curves)
+            ax.plot(range(1, len(mean) + 1), mean, marker=".", color=colour, label=name, lw=1)
+    axes[0][0].set(title="training loss per iteration (smoothed)", xlabel="step", yscale="log")
+    for ax, what in (
+        (axes[0][1], "training accuracy"),
+        (axes[0][2], "validation accuracy"),
+        (axes[1][1], "training loss"),
+        (axes[1][2], "validation loss"),
+    ):
+        ax.set(title=f"{what} per epoch", xlabel="epoch")
+        ax.grid(alpha=0.3)
+    axes[0][0].grid(alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if not handles:
+        handles, labels = axes[0][1].get_legend_handles_labels()
+    axes[1][0].set_axis_off()
+    axes[1][0].legend(handles, labels, loc="center", fontsize=9)
+    return fig
+
+
+def accuracy_by_length_lines(
+    series: dict[str, Sequence[tuple[int, float]]],
+    title: str,
+    trained: tuple[int, int] | None = None,
+) -> Figure:
+    """Accuracy against sequence length, one line per run, training lengths shaded."""
+    fig = Figure(figsize=(8, 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    for i, (name, curve) in enumerate(series.items()):
+        ax.plot(
+            [n for n, _ in curve],
+            [v for _, v in curve],
+            marker=".",
+            color=f"C{i % 10}",
+            linestyle="-" if i < 10 else "--",
+            label=name,
+        )
+    if trained is not None:
+        ax.axvspan(trained[0] - 0.5, trained[1] + 0.5, alpha=0.12, color="grey", label="trained")
+    ax.set(xlabel="sequence length", ylabel="accuracy", ylim=(-0.02, 1.02), title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)
+    return fig
+
+
+def bit_exact_by_length(
+    series: dict[str, tuple[Sequence[tuple[int, float]], Sequence[tuple[int, float]]]],
+    markers: dict[str, float],
+    title: str,
+    at: int = 20,
+) -> Figure:
+    """Bit accuracy (left) and exact accuracy (right) against length, one line per run;
+    a cross marks a reference figure at length ``at`` in the run's colour."""
+    fig = Figure(figsize=(13, 5), layout="constrained")
+    fig.suptitle(title)
+    left, right = fig.subplots(1, 2)
+    for i, (name, (bit, exact)) in enumerate(series.items()):
+        colour, style = f"C{i % 10}", "-" if i < 10 else "--"
+        left.plot(
+            [n for n, _ in bit], [v for _, v in bit], color=colour, ls=style, lw=1.2, label=name
+        )
+        right.plot(
+            [n for n, _ in exact], [v for _, v in exact], color=colour, ls=style, lw=1.2, label=name
+        )
+        if name in markers:
+            left.plot([at], [markers[name]], marker="x", markersize=10, mew=2, color=colour)
+    left.set(
+        xlabel="length (bits of the sum)",
+        ylabel="bit accuracy",
+        ylim=(0.4, 1.01),
+        title="bit accuracy",
+    )
+    right.set(
+        xlabel="length (bits of the sum)",
+        ylabel="exact accuracy",
+        ylim=(-0.02, 1.02),
+        title="every bit right",
+    )
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    right.legend(fontsize=8)
+    return fig

@@ -20,7 +20,7 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from seqnets import plots, records
+from seqnets import CONF_DIR, plots, records
 from seqnets.checkpoints import load_checkpoint, rebuild
 from seqnets.data.binary_add import bits_to_int, encode_sum
 from seqnets.data.images import prepare
@@ -233,7 +233,7 @@ def predict(cfg: DictConfig) -> tuple[dict[str, Any], Any]:
     return {"checkpoint": str(file), "task": task, **result}, figure
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="predict")
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="predict")
 def main(cfg: DictConfig) -> None:
     out = Path(cfg.paths.output_dir)
     try:

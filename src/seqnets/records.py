@@ -76,12 +76,31 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     path = run_dir / METRICS
     if not path.exists():
-        return {"status": UNFINISHED, "dir": str(run_dir)}
+        record = {"status": UNFINISHED}
+    else:
+        try:
+            record = {"status": COMPLETED, **loads_strict(path.read_text())}
+        except ValueError as error:
+            record = {"status": FAILED, "error": f"unreadable {METRICS}: {error}"}
+    if "config" not in record:  # a run that stopped early still says what it was
+        record["config"] = stored_config(run_dir)
+    return record | {"dir": str(run_dir)}
+
+
+def stored_config(run_dir: Path) -> dict[str, Any] | None:
+    """The run's config as Hydra saved it (``.hydra/config.yaml``), resolved, or None."""
+    from omegaconf import OmegaConf
+
+    path = Path(run_dir) / ".hydra" / "config.yaml"
+    if not path.exists():
+        return None
     try:
-        record = loads_strict(path.read_text())
-    except ValueError as error:
-        return {"status": FAILED, "error": f"unreadable {METRICS}: {error}", "dir": str(run_dir)}
-    return {"status": COMPLETED, **record, "dir": str(run_dir)}
+        config = OmegaConf.load(path)
+        if "paths" in config:  # saved as ${hydra:runtime.output_dir}, which only Hydra resolves
+            config.paths.output_dir = str(run_dir)
+        return OmegaConf.to_container(config, resolve=True)
+    except Exception:  # a hand-edited or foreign file: the run is still listed, unnamed
+        return None
 
 
 def run_dirs(root: str | Path) -> list[Path]:

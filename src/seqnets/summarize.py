@@ -8,7 +8,6 @@ that differ only by seed.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from seqnets import records
 from seqnets.models.backbone import describe_model
 
 LENGTHS = (20, 50, 100)
@@ -30,9 +30,9 @@ IGNORED_PREFIXES = ("hydra.", "trainer.enable_progress_bar", "trainer.enable_mod
 
 
 def load_runs(paths: list[Path]) -> list[dict[str, Any]]:
-    """Every run's metrics below ``paths``, in directory order."""
-    files = sorted({f for p in paths for f in ([p] if p.is_file() else p.rglob("metrics.json"))})
-    return [json.loads(f.read_text()) | {"dir": str(f.parent)} for f in files]
+    """Every run below ``paths`` (finished or not), in directory order."""
+    dirs = sorted({d for p in paths for d in records.run_dirs(p)})
+    return [records.read_run(d) for d in dirs]
 
 
 def setting(run: dict[str, Any]) -> str:
@@ -52,16 +52,25 @@ def setting(run: dict[str, Any]) -> str:
 
 
 def describe(run: dict[str, Any]) -> dict[str, Any]:
-    """The columns of one run: what it was, and what it scored."""
-    cfg = run["config"]
-    model = cfg["model"]
+    """The columns of one run: what it was, its status, and what it scored (a run that did
+    not complete shows why instead of scores)."""
+    cfg = run["config"] or {}
+    model = cfg.get("model")
     row: dict[str, Any] = {
-        "task": run["task"],
+        "task": cfg.get("task", {}).get("name", "?"),
         "model": describe_model(
             model["cell"], model["hidden"], model["num_layers"], model["bidirectional"]
-        ),
-        "setting": setting(run),
-        "seed": run["seed"],
+        )
+        if model
+        else "?",
+        "setting": setting(run) if cfg else "",
+        "seed": cfg.get("seed", "?"),
+        "status": run["status"],
+    }
+    if run["status"] != records.COMPLETED:
+        row["status"] = f"**{run['status']}**: {failure(run)}"
+        return row
+    row |= {
         f"best {run['monitor']}": run["best_val"],
         **{k.removeprefix("test/"): v for k, v in run["test"].items() if not k.endswith("loss")},
     }
@@ -73,6 +82,16 @@ def describe(run: dict[str, Any]) -> dict[str, Any]:
     row["train s"] = run["train_time_s"]
     row["params"] = run["num_parameters"]
     return row
+
+
+def failure(run: dict[str, Any]) -> str:
+    """Why a run has no scores, in a few words."""
+    if run["status"] == records.DIVERGED:
+        where = run["diverged"]
+        return f"{where['what']} became {where['value']} at step {where['step']}"
+    if run["status"] == records.UNFINISHED:
+        return "no metrics.json (killed, or still running)"
+    return str(run.get("error") or "")
 
 
 def fmt(value: Any, key: str = "") -> str:
@@ -97,15 +116,18 @@ def by_seed(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         groups[(row["task"], row["model"], row["setting"])].append(row)
     out = []
     for (task, model, setting), members in groups.items():
+        done = [m for m in members if m["status"] == records.COMPLETED]
         summary: dict[str, Any] = {
             "task": task,
             "model": model,
             "setting": setting,
-            "runs": len(members),
+            # runs that failed or diverged are counted, never averaged in
+            "runs": f"{len(done)}"
+            + (f" (+{len(members) - len(done)} not completed)" if len(done) < len(members) else ""),
         }
-        for key, value in members[0].items():
+        for key, value in (done[0] if done else {}).items():
             if isinstance(value, float):
-                values = [m[key] for m in members if m.get(key) is not None]
+                values = [m[key] for m in done if m.get(key) is not None]
                 mean = fmt(statistics.mean(values), key)
                 spread = fmt(statistics.stdev(values), key) if len(values) > 1 else None
                 summary[key] = f"{mean} ± {spread}" if spread else mean
@@ -119,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     rows = [describe(run) for run in load_runs(args.paths)]
     if not rows:
-        raise SystemExit(f"no metrics.json under {', '.join(map(str, args.paths))}")
+        raise SystemExit(f"no run directories under {', '.join(map(str, args.paths))}")
     print(table(rows))
     groups = by_seed(rows)
     if len(groups) < len(rows):  # some runs differ only by seed: show mean ± std

@@ -23,7 +23,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from seqnets import records
-from seqnets.checkpoints import run_config
+from seqnets.checkpoints import load_checkpoint, run_config
 from seqnets.checks import check_config
 from seqnets.errors import EXIT_FAILED, EXIT_USAGE, ConfigError
 
@@ -93,6 +93,19 @@ class RunGuard(Callback):
             sys.exit(EXIT_FAILED)
 
 
+class CheckpointGuard(Callback):
+    """For the commands that read a checkpoint (evaluate, predict): a missing, unreadable or
+    refused checkpoint is reported before Hydra creates the command's output directory."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        global _composed
+        _composed = True
+        try:
+            load_checkpoint(config.ckpt_path)
+        except ConfigError as error:
+            _fail([str(error)])
+
+
 def summary(sweep_dir: Path) -> tuple[list[str], int]:
     """One line for the sweep, one per job that did not complete; and how many did not."""
     runs = [records.read_run(d) for d in records.run_dirs(sweep_dir)]
@@ -111,6 +124,8 @@ def cli(main: Callable[[], Any]) -> None:
     """Run a Hydra entry point with this project's exit codes: Hydra exits 1 for every error,
     including a config that cannot be composed (an unknown option, ``debug=fats``), which is
     a usage error (2)."""
+    global _composed
+    _composed = False
     try:
         main()
     except SystemExit as done:

@@ -62,6 +62,9 @@ class SequenceModule(L.LightningModule):
         metrics = self.objective.metrics()
         # NaN checks off: a diverged loss must show as NaN, not be dropped from the mean.
         metrics.add_metrics({"loss": MeanMetric(nan_strategy="disable")})
+        if stage == "train":
+            # Saved in checkpoints: a run resumed mid-epoch counts that epoch's earlier batches.
+            metrics.persistent(True)
         return metrics.clone(prefix=f"{stage}/")
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:

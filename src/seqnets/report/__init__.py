@@ -1,0 +1,2 @@
+"""The report: ``python -m seqnets.report`` plans each section's runs, trains what is missing
+(``plan``) and renders every table and figure from the run directories (``render``)."""

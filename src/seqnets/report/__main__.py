@@ -1,0 +1,161 @@
+"""``python -m seqnets.report``: plan, train what is missing, render (``conf/report.yaml``)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+
+from seqnets import CONF_DIR, records
+from seqnets.report import plan as planning
+from seqnets.report.render import TITLES, render_all
+from seqnets.runtime import environment
+from seqnets.sweeps import cli
+
+log = logging.getLogger(__name__)
+
+
+def git_commit() -> str:
+    """The code's commit, marked when the working tree has changes."""
+    root = Path(CONF_DIR).parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        return commit + (" (with uncommitted changes)" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+
+
+def commands(cfg: DictConfig) -> dict[str, str]:
+    """The command that reproduces each section's table, and its runs."""
+    quick = " quick=true" if cfg.quick else ""
+    seeds = ",".join(map(str, cfg.seeds))
+    out = {}
+    for section in planning_sections(cfg):
+        experiments = ",".join(cfg.experiments[section])
+        out[section] = (
+            f"python -m seqnets.report sections=[{section}] seeds=[{seeds}]{quick}  (its runs: "
+            f"python -m seqnets.train -m experiment={experiments} seed={seeds})"
+        )
+    return out
+
+
+def planning_sections(cfg: DictConfig) -> list[str]:
+    unknown = [s for s in cfg.sections if s not in cfg.experiments]
+    if unknown:
+        from seqnets.errors import ConfigError
+
+        raise ConfigError(
+            f"sections={list(cfg.sections)} is not allowed: {unknown} unknown; choose from "
+            f"{', '.join(cfg.experiments)}"
+        )
+    return list(cfg.sections)
+
+
+def read_handwriting(cfg: DictConfig, plan: list[planning.Planned]) -> tuple[Any, str, str] | None:
+    """The own-handwriting subsection's predictions, by the best MNIST run on validation."""
+    if not cfg.handwriting:
+        return None
+    from seqnets.checkpoints import load_checkpoint, rebuild
+    from seqnets.predict import predict_images
+
+    mnist = [
+        p.run
+        for p in plan
+        if p.section == "mnist" and p.run and p.run["status"] == records.COMPLETED
+    ]
+    if not mnist:
+        return None, str(cfg.handwriting), ""
+    best = max(mnist, key=lambda r: r["best_val"])
+    file, checkpoint = load_checkpoint(best["dir"])
+    _, datamodule, module = rebuild(checkpoint, data_dir=cfg.paths.data_dir)
+    return predict_images(module, datamodule, cfg.handwriting), str(cfg.handwriting), str(file)
+
+
+def build(cfg: DictConfig) -> Path:
+    """Plan, train what is missing, render; returns the report's directory."""
+    start = time.monotonic()
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    progress = open(out / "progress.log", "a")  # noqa: SIM115 - kept open for the build
+
+    def say(message: str) -> None:
+        line = f"[report {datetime.now():%H:%M:%S}] {message}"
+        print(line, flush=True)
+        progress.write(line + "\n")
+        progress.flush()
+
+    sections = planning_sections(cfg)
+    say(f"planning {', '.join(TITLES[s] for s in sections)} x seeds {list(cfg.seeds)}")
+    plan = planning.make_plan(cfg)
+    roots = [Path(cfg.runs_dir) / "runs", Path(cfg.runs_dir) / "multirun"]
+    planning.find_done(plan, roots)
+    found = sum(planning.is_done(p) for p in plan)
+    if cfg.train:
+        planning.train_missing(cfg, plan, out / "training.log", say)
+        planning.find_done(plan, roots)
+    handwriting = read_handwriting(cfg, plan)
+    env = environment()
+    machines = sorted(
+        {
+            f"{p.run['machine']['platform']} ({p.run['machine']['cores']} cores)"
+            for p in plan
+            if p.run and p.run.get("machine") and "cores" in p.run["machine"]
+        }
+    )
+    info = {
+        "date": datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "wall_s": time.monotonic() - start,
+        "trained": sum(planning.is_done(p) for p in plan) - found,
+        "reused": found,
+        "machine": env["machine"],
+        "versions": env["versions"],
+        "commit": git_commit(),
+        "command": "python -m seqnets.report " + " ".join(sys.argv[1:]),
+        "commands": commands(cfg),
+        "run_machines": machines,
+    }
+    render_all(plan, out, sections, list(cfg.seeds), dict(cfg.inside), info, handwriting)
+    latest = out.parent / "latest"
+    if latest.is_symlink() or not latest.exists():
+        latest.unlink(missing_ok=True)
+        latest.symlink_to(out.name)
+    minutes = (time.monotonic() - start) / 60
+    say(f"report written: {out / 'report.md'} and report.html ({minutes:.1f} min)")
+    progress.close()
+    return out
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="report")
+def main(cfg: DictConfig) -> None:
+    from seqnets.errors import EXIT_USAGE, ConfigError
+
+    try:
+        build(cfg)
+    except ConfigError as error:
+        sys.stderr.write(f"seqnets: error: {error}\n")
+        sys.exit(EXIT_USAGE)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    cli(main)

@@ -1,0 +1,252 @@
+"""Which runs a report needs, which of them already exist, and training the rest.
+
+A report run is an experiment config and a seed. Its identity is its resolved config with
+everything that does not change what it computes taken out (its own directory, the data
+directory, threads, the progress bar), hashed; a completed run under ``outputs/`` with the
+same identity is reused, so an interrupted build resumes where it stopped and a second build
+with nothing changed trains nothing. The missing runs are trained through the same CLI a user
+types, as Hydra multiruns (the joblib launcher runs jobs side by side), while this process
+reports progress from their run directories.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from hydra import compose
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from seqnets import records
+
+RUN = "<run>"
+DATA = "<data>"
+# Settings that do not change what a run computes: never part of its identity.
+VOLATILE = (
+    ("paths",),
+    ("threads",),
+    ("ckpt_path",),
+    ("callbacks", "progress_bar"),
+    ("trainer", "enable_progress_bar"),
+    ("trainer", "enable_model_summary"),
+)
+
+
+@dataclass
+class Planned:
+    """One run the report needs, and the run directory that holds it once found."""
+
+    section: str
+    experiment: str
+    seed: int
+    identity: str
+    cost: float  # a rough estimate of its work, for ordering jobs and the time left
+    run: dict[str, Any] | None = field(default=None)
+
+    @property
+    def name(self) -> str:
+        return f"{self.experiment} seed {self.seed}"
+
+
+def normalized(config: dict[str, Any], output_dir: str, data_dir: str) -> dict[str, Any]:
+    """``config`` without what does not change a run's result, its own paths replaced by
+    placeholders (a run's config holds them resolved, e.g. in the checkpoint directory)."""
+
+    def anchor(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: anchor(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [anchor(v) for v in node]
+        if isinstance(node, str):
+            for path, placeholder in ((output_dir, RUN), (data_dir, DATA)):
+                if path and (node == path or node.startswith(path + "/")):
+                    return placeholder + node[len(path) :]
+        return node
+
+    config = anchor(config)
+    for keys in VOLATILE:
+        node = config
+        for key in keys[:-1]:
+            node = node.get(key, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(keys[-1], None)
+    return config
+
+
+def identity(config: dict[str, Any]) -> str:
+    """A run's identity: a hash of its resolved config's paths-free, volatile-free content."""
+    paths = config.get("paths") or {}
+    content = normalized(config, paths.get("output_dir", ""), paths.get("data_dir", ""))
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def planned_config(overrides: list[str]) -> dict[str, Any]:
+    """The resolved config ``python -m seqnets.train <overrides>`` would run (its directory a
+    placeholder), composed with the report's own Hydra."""
+    cfg = compose(config_name="train", overrides=overrides)
+    with open_dict(cfg):
+        cfg.paths.output_dir = RUN
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def cost(config: dict[str, Any]) -> float:
+    """Rough work of a run: optimiser steps x time steps x recurrent weights, plus a fixed
+    cost per step; only its ratios matter (job order, time left)."""
+    task, model = config["task"], config["model"]
+    if task["name"] == "mnist":
+        steps, length, inputs = math.ceil(50_000 / task["batch_size"]), 28, 28
+    elif task["name"] == "remember":
+        steps, length, inputs = task["train_batches"], (task["min_len"] + task["max_len"]) / 2, 10
+    else:
+        lengths = (
+            task["train_len"] if isinstance(task["train_len"], list) else [task["train_len"]] * 2
+        )
+        steps, length, inputs = task["train_batches"], sum(lengths) / 2, 2
+    limit = config["trainer"].get("limit_train_batches")
+    if isinstance(limit, int):
+        steps = min(steps, limit)
+    epochs = config["trainer"]["max_epochs"]
+    hidden, layers = model["hidden"], model["num_layers"]
+    gates = {"rnn": 1, "lstm": 4, "gru": 3}[model["cell"]]
+    directions = 2 if model["bidirectional"] else 1
+    weights = gates * hidden * (inputs + hidden * layers) * directions
+    return epochs * steps * (length * weights * task["batch_size"] / 2_000 + 300)
+
+
+def make_plan(cfg: DictConfig) -> list[Planned]:
+    """Every (experiment, seed) of the chosen sections, with its identity."""
+    plan = []
+    for section in cfg.sections:
+        for experiment in cfg.experiments[section]:
+            for seed in cfg.seeds:
+                overrides = [f"experiment={experiment}", f"seed={seed}", *budget(cfg)]
+                config = planned_config(overrides)
+                config["paths"]["output_dir"] = RUN
+                plan.append(Planned(section, experiment, seed, identity(config), cost(config)))
+    return plan
+
+
+def budget(cfg: DictConfig) -> list[str]:
+    """Overrides every run of this build gets: the quick mode's tiny budgets."""
+    return list(cfg.quick_overrides) if cfg.quick else []
+
+
+def find_done(plan: list[Planned], roots: list[Path]) -> list[dict[str, Any]]:
+    """Attach to each planned run its run directory: the newest one with its identity that
+    completed or diverged (a diverged run is a result: the same seed would diverge again),
+    else the newest that failed, so the report can say so. Returns every run read."""
+    seen = [records.read_run(d) for root in roots for d in records.run_dirs(root)]
+    by_identity: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for record in seen:
+        if record.get("config"):
+            by_identity[identity(record["config"])].append(record)
+    for item in plan:
+        candidates = by_identity.get(item.identity, [])
+        if candidates:
+            item.run = max(candidates, key=lambda r: (is_final(r), Path(r["dir"]).stat().st_mtime))
+    return seen
+
+
+def is_final(record: dict[str, Any]) -> bool:
+    return record["status"] in (records.COMPLETED, records.DIVERGED)
+
+
+def is_done(item: Planned) -> bool:
+    return item.run is not None and is_final(item.run)
+
+
+def train_missing(cfg: DictConfig, plan: list[Planned], log_path: Path, say: Any) -> None:
+    """Train every planned run that is not done, heaviest first, as multiruns of the real CLI
+    (one per set of seeds still missing), reporting progress from their run directories."""
+    missing = [item for item in plan if not is_done(item)]
+    if not missing:
+        say("every run is already there: nothing to train")
+        return
+    by_identity = {item.identity: item for item in missing}
+    by_experiment: dict[str, list[Planned]] = defaultdict(list)
+    for item in missing:
+        by_experiment[item.experiment].append(item)
+    # One multirun per (section, seeds still missing): a section's runs share its budget.
+    groups: dict[tuple[str, tuple[int, ...]], list[str]] = defaultdict(list)
+    for experiment, items in sorted(by_experiment.items(), key=lambda kv: -kv[1][0].cost):
+        groups[(items[0].section, tuple(sorted(i.seed for i in items)))].append(experiment)
+    found = len(plan) - len(missing)
+    say(f"{len(missing)} of {len(plan)} runs to train ({found} found done)")
+    clock = Progress(len(missing), sum(i.cost for i in missing))
+    for (_section, seeds), experiments in groups.items():
+        stamp = datetime.now().strftime("%Y-%m-%d/%H-%M-%S-%f")
+        sweep_dir = Path(cfg.runs_dir) / "multirun" / stamp
+        command = [
+            "-m",
+            f"experiment={','.join(experiments)}",
+            f"seed={','.join(map(str, seeds))}",
+            *budget(cfg),
+            *launcher(cfg),
+            f"hydra.sweep.dir={sweep_dir}",
+            "callbacks.progress_bar.refresh_rate=0",
+            "trainer.enable_model_summary=false",
+        ]
+        say("training: python -m seqnets.train " + " ".join(command))
+        with open(log_path, "a") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "seqnets.train", *command],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            finished: set[Path] = set()
+            while True:
+                exited = process.poll() is not None
+                for run_dir in records.run_dirs(sweep_dir):
+                    if run_dir in finished or not (run_dir / records.METRICS).exists():
+                        continue
+                    finished.add(run_dir)
+                    record = records.read_run(run_dir)
+                    item = by_identity.get(identity(record["config"])) if record["config"] else None
+                    say(clock.tick(record, item.cost if item else 0.0, sweep_dir))
+                if exited:
+                    break
+                time.sleep(2)
+        if process.returncode not in (0, 1):  # 1: some jobs failed, which the report shows
+            raise SystemExit(process.returncode)
+
+
+class Progress:
+    """``run n of N``, what finished, what is training, and the time left (from the planned
+    costs of the runs done so far against the time they took)."""
+
+    def __init__(self, total: int, total_cost: float) -> None:
+        self.total, self.total_cost = total, total_cost
+        self.done, self.done_cost, self.start = 0, 0.0, time.monotonic()
+
+    def tick(self, record: dict[str, Any], cost: float, sweep_dir: Path) -> str:
+        self.done += 1
+        self.done_cost += cost
+        elapsed = time.monotonic() - self.start
+        left = (
+            elapsed / self.done_cost * (self.total_cost - self.done_cost) if self.done_cost else 0
+        )
+        running = [
+            d.name for d in records.run_dirs(sweep_dir) if not (d / records.METRICS).exists()
+        ]
+        status = "" if record["status"] == records.COMPLETED else f" ({record['status']})"
+        return (
+            f"run {self.done} of {self.total} done: {Path(record['dir']).name}{status}; "
+            f"training: {', '.join(running) or '-'}; {elapsed / 60:.1f} min so far, "
+            f"about {left / 60:.0f} min left"
+        )
+
+
+def launcher(cfg: DictConfig) -> list[str]:
+    """Jobs side by side on this machine (one torch thread each), or one at a time."""
+    if cfg.parallel > 1:
+        return ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={cfg.parallel}"]
+    return []

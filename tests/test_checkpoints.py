@@ -1,0 +1,267 @@
+"""Checkpoints in use: resuming (after a planned stop and after Ctrl-C) gives the same final
+metrics as a run never stopped; evaluate and predict rebuild everything from a checkpoint
+alone; and every way a checkpoint or an input can be bad gets one clear line."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from seqnets.checkpoints import CheckpointError, check_targets, load_checkpoint
+from tests.conftest import (
+    DATA_DIR,
+    cli_in_process,
+    load_metrics,
+    needs_mnist,
+    run_cli,
+    strict_json,
+    tiny,
+)
+
+# Five short epochs of the remember task: enough to resume in the middle of.
+SHORT = [
+    "task=remember",
+    "model.hidden=5",
+    "task.max_epochs=5",
+    "task.train_batches=60",
+    "task.eval_samples=50",
+    "task.max_eval_len=12",
+    "trainer=cpu",
+    "callbacks.progress_bar.refresh_rate=0",
+    "callbacks.analysis.inside=false",
+]
+
+
+def run_in(tmp_path: Path, name: str, *args: str) -> Path:
+    run_cli(*SHORT, *args, f"hydra.run.dir={tmp_path / name}", cwd=tmp_path)
+    return tmp_path / name
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> dict:
+    folder = tmp_path_factory.mktemp("full")
+    return load_metrics(run_in(folder, "full"))
+
+
+def same_result(resumed: dict, full: dict) -> None:
+    assert resumed["test"] == full["test"]
+    assert resumed["best_val"] == full["best_val"]
+    assert resumed["steps_trained"] == full["steps_trained"] == 5 * 60
+    assert resumed["history"] == full["history"]  # every epoch, before and after the stop
+    assert resumed["train_loss_steps"] == full["train_loss_steps"]
+
+
+def test_resume_after_a_planned_stop(tmp_path, uninterrupted):
+    part = run_in(tmp_path, "part", "trainer.max_epochs=2")
+    assert load_metrics(part)["epochs_trained"] == 2
+    proc = run_cli(
+        f"ckpt_path={part}", f"hydra.run.dir={tmp_path / 'resumed'}", cwd=tmp_path, check=False
+    )
+    # the checkpoint's run already trained its 2 epochs: the user is told how to go on
+    assert proc.returncode == 2 and "trainer.max_epochs=N with N > 2" in proc.stderr
+    resumed = run_cli(
+        f"ckpt_path={part}",
+        "trainer.max_epochs=5",
+        f"hydra.run.dir={tmp_path / 'resumed'}",
+        cwd=tmp_path,
+    )
+    assert resumed.returncode == 0
+    metrics = load_metrics(tmp_path / "resumed")
+    same_result(metrics, uninterrupted)
+    assert metrics["resumed_from"].endswith("last.ckpt")
+    assert sorted(p.name for p in (part / "checkpoints").iterdir()) == [
+        "best-epoch01.ckpt",
+        "last.ckpt",
+    ]  # the original run's files are untouched
+
+
+def test_ctrl_c_mid_epoch_then_resume(tmp_path, uninterrupted):
+    env = {**os.environ, "SEQNETS_DATA_DIR": str(DATA_DIR)}
+    command = [sys.executable, "-m", "seqnets.train", *SHORT, f"hydra.run.dir={tmp_path / 'part'}"]
+    proc = subprocess.Popen(command, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    best = tmp_path / "part" / "checkpoints" / "best-epoch01.ckpt"
+    deadline = time.monotonic() + 300
+    while not best.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # into epoch 3
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-2000:]
+    saved = tmp_path / "part" / "checkpoints" / "interrupted.ckpt"
+    assert f"resume with: python -m seqnets.train ckpt_path={saved}" in stderr
+    assert load_metrics(tmp_path / "part")["status"] == "interrupted"
+    run_cli(f"ckpt_path={saved}", f"hydra.run.dir={tmp_path / 'resumed'}", cwd=tmp_path)
+    same_result(load_metrics(tmp_path / "resumed"), uninterrupted)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> dict[str, Path]:
+    """Tiny real runs of each synthetic task, tested on their whole test sets (as evaluate
+    scores them)."""
+    folder = tmp_path_factory.mktemp("trained")
+    runs = {}
+    for task in ("remember", "binary_add"):
+        args = tiny(
+            f"task={task}",
+            "model.hidden=4",
+            "task.eval_samples=40",
+            "task.max_eval_len=12",
+            "trainer.limit_test_batches=null",
+        )
+        run_cli(*args, f"hydra.run.dir={folder / task}", cwd=folder)
+        runs[task] = folder / task
+    return runs
+
+
+def test_evaluate_rebuilds_from_the_checkpoint_alone(tmp_path, trained, capsys):
+    code, said = cli_in_process(
+        f"ckpt_path={trained['binary_add']}",
+        "lengths=[2,30]",
+        "eval_samples=64",
+        module="seqnets.evaluate",
+        cwd=tmp_path,
+        capsys=capsys,
+    )
+    assert code == 0, said
+    (out,) = (tmp_path / "outputs" / "evaluate").rglob("metrics.json")
+    metrics = strict_json(out)
+    original = load_metrics(trained["binary_add"])
+    assert metrics["test"] == original["test"]  # same weights, same test set
+    assert [r["length"] for r in metrics["by_length"]] == list(range(2, 31))
+    assert metrics["by_length"][0]["samples"] == 64
+    assert (out.parent / "figures" / "inside_carry_units.png").exists()
+
+
+def test_predict_digit_lists_and_sums(tmp_path, trained, capsys):
+    code, said = cli_in_process(
+        f"ckpt_path={trained['remember']}",
+        "input=[[6,8,0,2,8,7],[1,x,3],[4,5]]",
+        module="seqnets.predict",
+        cwd=tmp_path,
+        capsys=capsys,
+    )
+    assert code == 2  # two of the three inputs are bad: listed, the good one still predicted
+    assert "[1, 'x', 3]" in said and "every element must be a digit 0-9" in said
+    assert "fewer than K=3" in said
+    (out,) = (tmp_path / "outputs" / "predict").rglob("predictions.json")
+    rows = strict_json(out)["rows"]
+    assert rows[0]["sequence"] == [6, 8, 0, 2, 8, 7] and rows[0]["true"] == 0
+    assert " -> " in rows[0]["text"] and "error" in rows[1] and "error" in rows[2]
+
+    code, said = cli_in_process(
+        f"ckpt_path={trained['binary_add']}",
+        "input=['263604+493034','0b1011+0b110','12+1a']",
+        module="seqnets.predict",
+        cwd=tmp_path,
+        capsys=capsys,
+    )
+    assert code == 2 and "'1a' is not allowed" in said
+    (out,) = sorted((tmp_path / "outputs" / "predict").rglob("predictions.json"))[-1:]
+    rows = strict_json(out)["rows"]
+    assert rows[0]["true"] == 756638 and rows[1]["true"] == 0b1011 + 0b110
+    # 493034 has 19 bits: the sum is read over 20 steps
+    assert len(rows[0]["pred_bits"]) == len(rows[0]["true_bits"]) == 20
+    assert rows[0]["marks"].count("^") == rows[0]["wrong_bits"]
+
+
+@pytest.mark.parametrize(
+    ("make", "fragment"),
+    [
+        (lambda d: d / "missing.ckpt", "does not exist"),
+        (lambda d: _write(d / "empty.ckpt", b""), "not a readable checkpoint"),
+        (
+            lambda d: _write(d / "text.ckpt", b"hello, not a checkpoint"),
+            "not a readable checkpoint",
+        ),
+        (lambda d: _save(d / "weights.ckpt", {"w": torch.zeros(2)}), "not a seqnets checkpoint"),
+        (lambda d: d, "without checkpoints"),
+    ],
+)
+def test_bad_checkpoints_one_line(tmp_path, capsys, make, fragment):
+    path = make(tmp_path)
+    for module in ("seqnets.evaluate", "seqnets.predict", "seqnets.train"):
+        extra = ["input=[1,2,3]"] if module == "seqnets.predict" else []
+        code, said = cli_in_process(
+            f"ckpt_path={path}", *extra, module=module, cwd=tmp_path, capsys=capsys
+        )
+        assert code == 2, (module, said)
+        lines = [line for line in said.splitlines() if line.strip()]
+        assert len(lines) == 1 and fragment in lines[0], (module, said)
+    assert not (tmp_path / "outputs").exists()
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _save(path: Path, obj: object) -> Path:
+    torch.save(obj, path)
+    return path
+
+
+def test_truncated_checkpoint(tmp_path, trained):
+    good = next((trained["remember"] / "checkpoints").glob("best*.ckpt"))
+    cut = _write(tmp_path / "cut.ckpt", good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(cut)
+
+
+def test_foreign_target_refused(tmp_path, trained, capsys):
+    """A checkpoint is code: a hand-edited config naming os.system is refused, not run."""
+    good = next((trained["remember"] / "checkpoints").glob("best*.ckpt"))
+    checkpoint = torch.load(good, weights_only=True)
+    checkpoint["hyper_parameters"]["config"]["callbacks"]["evil"] = {
+        "_target_": "os.system",
+        "command": "touch pwned",
+    }
+    evil = _save(tmp_path / "evil.ckpt", checkpoint)
+    for module in ("seqnets.evaluate", "seqnets.train"):
+        code, said = cli_in_process(f"ckpt_path={evil}", module=module, cwd=tmp_path, capsys=capsys)
+        assert code == 2 and "'os.system' at callbacks.evil" in said, said
+    assert not (tmp_path / "pwned").exists()
+    check_targets({"optimizer": {"_target_": "torch.optim.AdamW"}})  # allowed
+
+
+@needs_mnist
+def test_predict_own_images(tmp_path, capsys):
+    """Images as a user supplies them, with a bad one among them: every good one predicted."""
+    import numpy as np
+    from PIL import Image
+
+    from seqnets.data.images import redraw_as_user, save_user_image
+    from seqnets.data.mnist import load_mnist
+
+    run_cli(
+        *tiny("task=mnist", "model.hidden=16"), f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path
+    )
+    test = load_mnist(DATA_DIR)
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        digit, label = test["test_x"][i], int(test["test_y"][i])
+        save_user_image(redraw_as_user(digit, rng), "jpg", folder / f"{label}_mine_{i}")
+    (folder / "5_broken.png").write_bytes(b"not an image")
+    Image.new("L", (60, 40), 255).save(folder / "blank.png")  # white paper, no ink
+    code, said = cli_in_process(
+        f"ckpt_path={tmp_path / 'run'}",
+        f"input={folder}",
+        module="seqnets.predict",
+        cwd=tmp_path,
+        capsys=capsys,
+    )
+    assert code == 2 and "5_broken.png" in said and "blank.png" in said
+    (out,) = (tmp_path / "outputs" / "predict").rglob("predictions.json")
+    result = strict_json(out)
+    done = [r for r in result["rows"] if "pred" in r]
+    assert len(done) == 3 and all(0 <= r["confidence"] <= 1 for r in done)
+    assert result["labelled"] == 3 and result["accuracy"] is not None
+    assert (out.parent / "predictions.png").read_bytes()[:4] == b"\x89PNG"
