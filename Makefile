@@ -9,14 +9,11 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 # MNIST lives in ../shared/data on the project's machines; elsewhere in ./data (see README).
 SEQNETS_DATA_DIR ?= $(if $(wildcard ../shared/data/MNIST/raw),$(abspath ../shared/data),$(CURDIR)/data)
 export SEQNETS_DATA_DIR
+export MPLBACKEND ?= Agg
 ARGS ?=
-# Hydra's glob() does not descend into experiment/mnist/, so the runs are listed here.
-comma := ,
-empty :=
-space := $(empty) $(empty)
-MNIST_RUNS := $(subst $(space),$(comma),$(sort $(patsubst conf/experiment/%.yaml,%,$(wildcard conf/experiment/mnist/*.yaml))))
 
-.PHONY: venv install train test test-full lint format tensorboard bench mnist remember binary-add clean
+.PHONY: venv install train test test-full lint format tensorboard bench mnist remember \
+	binary-add report report-quick clean
 
 venv: $(VENV)/.installed
 
@@ -51,20 +48,27 @@ format: venv
 tensorboard: venv
 	$(VENV)/bin/tensorboard --logdir outputs
 
-## sequences per second made by the synthetic tasks' batch generators
+## training throughput: seqnets against the reports' loop and a bare loop (outputs/bench/)
 bench: venv
 	$(PY) -m seqnets.bench $(ARGS)
 
-## report sections: one multirun sweep each over the section's experiment configs
+## report sections: each runs (or reuses) its section's runs and writes a report holding it
 mnist: venv
-	$(PY) -m seqnets.train -m experiment=$(MNIST_RUNS) $(ARGS)
+	$(PY) -m seqnets.report sections=[mnist] $(ARGS)
 
 remember: venv
-	$(PY) -m seqnets.train -m experiment=remember/grid $(ARGS)
+	$(PY) -m seqnets.report sections=[remember] $(ARGS)
 
 binary-add: venv
-	$(PY) -m seqnets.train -m experiment=binary_add/loss $(ARGS)
-	$(PY) -m seqnets.train -m experiment=binary_add/train_len $(ARGS)
+	$(PY) -m seqnets.report sections=[binary_add] $(ARGS)
+
+## the whole report: every section, 3 seeds (outputs/report/latest/report.html)
+report: venv
+	$(PY) -m seqnets.report $(ARGS)
+
+## every section with tiny budgets, one seed: a smoke test of the whole pipeline
+report-quick: venv
+	$(PY) -m seqnets.report quick=true seeds=[0] $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info

@@ -136,7 +136,26 @@ def test_evaluate_rebuilds_from_the_checkpoint_alone(tmp_path, trained, capsys):
     assert metrics["test"] == original["test"]  # same weights, same test set
     assert [r["length"] for r in metrics["by_length"]] == list(range(2, 31))
     assert metrics["by_length"][0]["samples"] == 64
-    assert (out.parent / "figures" / "inside_carry_units.png").exists()
+    figures = out.parent / "figures"
+    for name in ("inside_carry_units", "inside_carry_trace", "accuracy_vs_length"):
+        assert (figures / f"{name}.png").read_bytes()[:4] == b"\x89PNG", name
+    carry = metrics["inside"]["carry"]
+    assert carry["best_unit"] in carry["r"] and -1.0 <= carry["best_r"] <= 1.0
+
+
+def test_evaluate_draws_the_remember_state_figures(tmp_path, trained, capsys):
+    code, said = cli_in_process(
+        f"ckpt_path={trained['remember']}", module="seqnets.evaluate", cwd=tmp_path, capsys=capsys
+    )
+    assert code == 0, said
+    (out,) = (tmp_path / "outputs" / "evaluate").rglob("metrics.json")
+    inside = strict_json(out)["inside"]
+    assert len(inside["pca"]["explained_variance_ratio"]) == 2
+    assert inside["hold"]["steps"][0] == 3 and len(inside["hold"]["readout_acc"]) == len(
+        inside["hold"]["steps"]
+    )
+    for name in ("inside_remember_pca", "inside_remember_hold"):
+        assert (out.parent / "figures" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_predict_digit_lists_and_sums(tmp_path, trained, capsys):

@@ -73,6 +73,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     changes = length_changes(cfg.lengths)
     if cfg.eval_samples is not None:
         changes["eval_samples"] = check_int("eval_samples", cfg.eval_samples, 1)
+    if cfg.data_seed is not None:
+        changes["data_seed"] = check_int("data_seed", cfg.data_seed, 0)
     config, datamodule, module = rebuild(checkpoint, data_dir=cfg.paths.data_dir, **changes)
     datamodule.check()
     torch.set_num_threads(resolve_threads(cfg.threads))

@@ -67,6 +67,9 @@ class RunGuard(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         global _composed
         _composed = True
+        storage = str(config.hydra.sweeper.get("storage") or "")
+        if storage.startswith("sqlite:///"):  # SQLite makes the file, not its folder
+            Path(storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         jobs = sweep_jobs(config)
         if jobs is None:  # the sweeper picks values as it goes: check what is fixed now
             try:

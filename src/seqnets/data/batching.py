@@ -57,7 +57,11 @@ class EpochSampler(Sampler[int]):
 
     The order is computed when the first item is asked for, not when the iterator is made:
     Lightning makes the first epoch's iterator before a resumed run's epoch is restored.
+    Training samplers give every rank the same number of items (the remainder is left out):
+    under DDP a rank with one batch more would wait forever for the others' gradients.
     """
+
+    even = False  # whether every rank gets the same number of items
 
     def __init__(self, n: int, seed: int = 0, rank: int = 0, world: int = 1) -> None:
         self.n, self.seed, self.epoch = n, seed, 0
@@ -75,14 +79,14 @@ class EpochSampler(Sampler[int]):
         raise NotImplementedError
 
     def __iter__(self) -> Iterator[int]:
-        items = self.order()[self.rank :: self.world]
+        items = self.order()[self.rank :: self.world][: len(self)]
         if self._resume is not None and self._resume[0] == self.epoch:
             items = items[self._resume[1] :]
             self._resume = None
         yield from items
 
     def __len__(self) -> int:
-        return len(range(self.rank, self.n, self.world))
+        return self.n // self.world if self.even else len(range(self.rank, self.n, self.world))
 
 
 class InOrder(EpochSampler):
@@ -94,6 +98,8 @@ class InOrder(EpochSampler):
 
 class EpochShuffle(EpochSampler):
     """A permutation of ``range(n)``: the sample order of one epoch."""
+
+    even = True
 
     def order(self) -> list[int]:
         g = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
@@ -131,6 +137,8 @@ class GeneratedBatches(Dataset):
 
 class BatchSeeds(EpochSampler):
     """One seed per batch of the epoch, each derived from (seed, epoch, step)."""
+
+    even = True
 
     def order(self) -> list[int]:
         base = epoch_seed(self.seed, self.epoch) * 100_003

@@ -34,6 +34,7 @@ class Row:
     experiment: str
     runs: list[dict[str, Any] | None]
     seeds: list[int]
+    planned: dict[str, Any] | None = None  # the config as planned, when no run has one
 
     @property
     def completed(self) -> list[dict[str, Any]]:
@@ -42,9 +43,9 @@ class Row:
     @property
     def config(self) -> dict[str, Any]:
         found = [r for r in self.runs if r is not None and r.get("config")]
-        return found[0]["config"] if found else {}
+        return found[0]["config"] if found else self.planned or {}
 
-    def values(self, get: Callable[[dict[str, Any]], float | None]) -> list[tuple[int, str, float]]:
+    def values(self, get: Getter) -> list[tuple[int, str, float]]:
         """(seed, run directory, value) of every completed run that has the value."""
         out = []
         for seed, run in zip(self.seeds, self.runs, strict=True):
@@ -54,8 +55,8 @@ class Row:
                     out.append((seed, run["dir"], value))
         return out
 
-    def stat(self, get: Callable[[dict[str, Any]], float | None]) -> Stat:
-        return Stat(self.values(get))
+    def stat(self, get: Getter) -> Stat:
+        return Stat(self.values(get), get.source)
 
     def problems(self) -> list[str]:
         """What went wrong with this experiment's runs, one phrase per seed."""
@@ -74,8 +75,8 @@ class Row:
 class Stat:
     """Mean and spread over seeds of one number, and where each value came from."""
 
-    def __init__(self, values: list[tuple[int, str, float]]) -> None:
-        self.values = values
+    def __init__(self, values: list[tuple[int, str, float]], source: str = "") -> None:
+        self.values, self.source = values, source
         numbers = [v for _, _, v in values]
         self.n = len(numbers)
         self.mean = statistics.fmean(numbers) if numbers else None
@@ -92,6 +93,7 @@ class Stat:
             "mean": self.mean,
             "std": self.std,
             "n": self.n,
+            "source": self.source,  # where in each run's metrics.json the value comes from
             "runs": [{"seed": s, "dir": d, "value": v} for s, d, v in self.values],
         }
 
@@ -105,32 +107,50 @@ class Stat:
         return self.mean > other.mean
 
 
-def test_metric(name: str) -> Callable[[dict[str, Any]], float | None]:
-    return lambda run: run["test"].get(f"test/{name}")
+class Getter:
+    """Reads one number from a run's record; ``source`` says where, in results.json, so that
+    every number shown can be traced back to its run's metrics.json."""
+
+    def __init__(self, source: str, read: Callable[[dict[str, Any]], float | None]) -> None:
+        self.source, self.read = source, read
+
+    def __call__(self, run: dict[str, Any]) -> float | None:
+        return self.read(run)
 
 
-def by_length(length: int, metric: str) -> Callable[[dict[str, Any]], float | None]:
-    def get(run: dict[str, Any]) -> float | None:
-        for row in run.get("by_length", []):
-            if row["length"] == length:
-                return row[metric]
-        return None
-
-    return get
+def field(name: str) -> Getter:
+    """A top-level number of metrics.json (``best_val``, ``num_parameters``)."""
+    return Getter(name, lambda run: run.get(name))
 
 
-def mean_over_lengths(low: int, high: int, metric: str) -> Callable[[dict[str, Any]], float | None]:
-    def get(run: dict[str, Any]) -> float | None:
-        values = [r[metric] for r in run.get("by_length", []) if low <= r["length"] <= high]
+def test_metric(name: str) -> Getter:
+    return Getter(f"test/{name}", lambda run: run["test"].get(f"test/{name}"))
+
+
+def _at_lengths(run: dict[str, Any], low: int, high: int, metric: str) -> list[float]:
+    return [r[metric] for r in run.get("by_length", []) if low <= r["length"] <= high]
+
+
+def by_length(length: int, metric: str) -> Getter:
+    def read(run: dict[str, Any]) -> float | None:
+        values = _at_lengths(run, length, length, metric)
+        return values[0] if values else None
+
+    return Getter(f"by_length[{length}].{metric}", read)
+
+
+def mean_over_lengths(low: int, high: int, metric: str) -> Getter:
+    def read(run: dict[str, Any]) -> float | None:
+        values = _at_lengths(run, low, high, metric)
         return statistics.fmean(values) if values else None
 
-    return get
+    return Getter(f"mean(by_length[{low}..{high}].{metric})", read)
 
 
-def seconds_per_epoch(run: dict[str, Any]) -> float | None:
-    return (
-        run["train_time_s"] / max(1, run["epochs_trained"]) if run.get("epochs_trained") else None
-    )
+seconds_per_epoch = Getter(
+    "train_time_s/epochs_trained",
+    lambda run: run["train_time_s"] / run["epochs_trained"] if run.get("epochs_trained") else None,
+)
 
 
 def model_name(config: dict[str, Any]) -> str:
@@ -231,9 +251,9 @@ def mnist_section(report: Report, rows: list[Row], commands: dict[str, str]) -> 
         cfg, test = row.config, acc[row.experiment]
         refs = ref.MNIST.get(row.experiment, {})
         model = cfg.get("model", {})
-        val = row.stat(lambda r: r["best_val"])
+        val = row.stat(field("best_val"))
         speed = row.stat(seconds_per_epoch)
-        params = row.values(lambda r: r["num_parameters"])
+        params = row.values(field("num_parameters"))
         diffs = {
             k: (test.mean * 100 - v if test.mean is not None and v is not None else None)
             for k, v in refs.items()
@@ -303,7 +323,7 @@ def mnist_section(report: Report, rows: list[Row], commands: dict[str, str]) -> 
             "Training loss per iteration (smoothed) and train/validation accuracy and loss per "
             "epoch, every run",
         )
-    best = best_row(rows, lambda r: r["best_val"])
+    best = best_row(rows, field("best_val"))
     if best is not None:
         run = max(best.completed, key=lambda r: r["best_val"])
         name = best.experiment.split("/")[-1]
@@ -347,7 +367,7 @@ def classification_table(cr: dict[str, Any]) -> str:
     return table(["digit", "precision", "recall", "F1", "support"], lines)
 
 
-def best_row(rows: list[Row], get: Callable) -> Row | None:
+def best_row(rows: list[Row], get: Getter) -> Row | None:
     scored = [(r.stat(get).mean, r) for r in rows if r.completed]
     return max(scored, key=lambda t: t[0])[1] if scored else None
 
@@ -355,18 +375,21 @@ def best_row(rows: list[Row], get: Callable) -> Row | None:
 def compare(
     name_a: str, a: Stat, name_b: str, b: Stat, scale: float = 100, unit: str = " points"
 ) -> str:
-    """A sentence on two numbers over seeds: which is higher, by how much, or a tie."""
+    """A sentence on two numbers over seeds: which is higher and by how much, or a tie when
+    the difference is within the spread over seeds."""
     if a.mean is None or b.mean is None:
         return f"{name_a} vs {name_b}: not enough completed runs to compare"
-    diff = (a.mean - b.mean) * scale
     verdict = a.beats(b)
     if verdict is None:
         return (
             f"{name_a} ({a.text(scale)}) and {name_b} ({b.text(scale)}) tie: the difference, "
-            f"{abs(diff):.2f}{unit}, is within the spread over seeds"
+            f"{abs(a.mean - b.mean) * scale:.2f}{unit}, is within the spread over seeds"
         )
-    winner, loser = (name_a, name_b) if verdict else (name_b, name_a)
-    return f"{winner} beats {loser} by {abs(diff):.2f}{unit} ({a.text(scale)} vs {b.text(scale)})"
+    (win, high), (lose, low) = ((name_a, a), (name_b, b)) if verdict else ((name_b, b), (name_a, a))
+    return (
+        f"{win} beats {lose} by {(high.mean - low.mean) * scale:.2f}{unit} "
+        f"({high.text(scale)} vs {low.text(scale)})"
+    )
 
 
 def mnist_observations(rows: list[Row]) -> list[str]:
@@ -794,9 +817,10 @@ TITLES = {"mnist": "MNIST", "remember": "remember", "binary_add": "binary-add"}
 
 def rows_of(plan: list[Any], section: str, seeds: list[int]) -> list[Row]:
     """The section's experiments in plan order, each with its runs over the seeds."""
-    experiments = list(dict.fromkeys(p.experiment for p in plan if p.section == section))
-    runs = {(p.experiment, p.seed): p.run for p in plan if p.section == section}
-    return [Row(e, [runs.get((e, s)) for s in seeds], list(seeds)) for e in experiments]
+    mine = [p for p in plan if p.section == section]
+    planned = {p.experiment: p.config for p in mine}
+    runs = {(p.experiment, p.seed): p.run for p in mine}
+    return [Row(e, [runs.get((e, s)) for s in seeds], list(seeds), c) for e, c in planned.items()]
 
 
 def header(report: Report, info: dict[str, Any]) -> None:
