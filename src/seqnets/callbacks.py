@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -170,18 +172,51 @@ class RunCheckpoint(ModelCheckpoint):
 
 class InterruptCheckpoint(OnExceptionCheckpoint):
     """Ctrl-C leaves a checkpoint to resume from, even in the middle of an epoch; a diverged
-    or crashed run leaves none (its weights may be NaN). ``saved`` says where it went."""
+    or crashed run leaves none (its weights may be NaN). ``saved`` says where it went.
+
+    During training the first Ctrl-C takes effect at the start of the next training step: a
+    KeyboardInterrupt raised anywhere else could land after a step's optimiser update but
+    before Lightning counts the step, and the resumed run would train that batch twice. A
+    second Ctrl-C stops at once.
+    """
 
     def __init__(self, dirpath: str, filename: str = "interrupted") -> None:
         super().__init__(dirpath, filename)
         self.saved: str | None = None
+        self._requested = False
+        self._previous: Any = None
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._request)
+
+    def _request(self, signum: int, frame: Any) -> None:
+        self._requested = True
+        signal.signal(signal.SIGINT, self._previous)  # a second Ctrl-C stops at once
+        log.warning("Ctrl-C: stopping at the end of this training step (again: stop now)")
+
+    def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
+        stop = self._requested
+        if trainer.world_size > 1:  # every rank stops at the same step, or the others hang
+            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
+        if stop:
+            raise KeyboardInterrupt
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore()
 
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
+        self._restore()
         if isinstance(exception, KeyboardInterrupt) and trainer.state.fn == "fit":
             super().on_exception(trainer, pl_module, exception)
             self.saved = self.ckpt_path
+
+    def _restore(self) -> None:
+        if self._previous is not None and not self._requested:
+            signal.signal(signal.SIGINT, self._previous)
+        self._previous = None
 
 
 class TestAnalysis(L.Callback):

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 
 def length_curve(
@@ -315,6 +316,7 @@ def training_curves(runs: dict[str, Sequence[dict]], title: str) -> Figure:
         (axes[1][2], "validation loss"),
     ):
         ax.set(title=f"{what} per epoch", xlabel="epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     axes[0][0].grid(alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
