@@ -30,12 +30,14 @@ install: venv
 train: venv
 	$(PY) -m seqnets.train $(ARGS)
 
-## fast tests (slow ones skipped); test-full runs everything
+## fast tests (slow ones skipped), two workers side by side, each taking whole files (so
+## module fixtures are built once); test-full runs everything
+TEST_WORKERS ?= 2
 test: venv
-	$(PY) -m pytest -m "not slow" $(ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope -m "not slow" $(ARGS)
 
 test-full: venv
-	$(PY) -m pytest $(ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope $(ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check src tests

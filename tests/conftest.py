@@ -22,6 +22,13 @@ REQUIRE_DATA = os.environ.get("SEQNETS_REQUIRE_DATA") == "1"
 needs_mnist = pytest.mark.skipif(
     not HAS_MNIST and not REQUIRE_DATA, reason=f"MNIST not in {DATA_DIR} (set SEQNETS_DATA_DIR)"
 )
+# Under pytest-xdist the workers share the cores: every run they start (and each worker's own
+# torch) takes one thread, as two processes of two threads on two cores collapse.
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    os.environ.setdefault("SEQNETS_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
 # A few batches per stage: enough to exercise every part, quick on two cores.
 TINY = ["debug=fast", "trainer=cpu", "trainer.enable_model_summary=false"]
 

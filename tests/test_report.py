@@ -233,6 +233,8 @@ def test_observations_follow_the_numbers():
     tie = [fake_row("lstm_128", [0.985, 0.990, 0.995]), fake_row("gru_128", [0.984, 0.991, 0.994])]
     one, two, three = (render.mnist_observations(rows) for rows in (lstm_wins, gru_wins, tie))
     assert one != two
-    assert "Highest mean test accuracy: lstm_128" in one[0] and "LSTM (99.10 %) > GRU" in one[1]
-    assert "Highest mean test accuracy: gru_128" in two[0] and "GRU (99.10 %) > LSTM" in two[1]
+    assert "Highest mean test accuracy: lstm_128" in one[0]
+    assert "LSTM (99.10 ± 0.10 %) > GRU" in one[1]
+    assert "Highest mean test accuracy: gru_128" in two[0]
+    assert "GRU (99.10 ± 0.10 %) > LSTM" in two[1]
     assert "tie" in three[1]  # a difference within the spread over seeds is called a tie

@@ -20,6 +20,7 @@ def test_joblib_runs_two_jobs_side_by_side_one_thread_each(tmp_path):
         *tiny(*SMALL, "seed=0,1"),
         "hydra/launcher=joblib",
         "hydra.launcher.n_jobs=2",
+        "threads=null",  # the default, whatever $SEQNETS_THREADS says
         cwd=tmp_path,
     )
     runs = [load_metrics(d) for d in run_dirs(tmp_path)]
@@ -72,47 +73,39 @@ def test_optuna_search_two_trials_continues_in_sqlite(tmp_path):
 
 def test_slurm_launcher_config_composes(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
-    proc = run_cli("-m", "hydra/launcher=slurm", "--cfg", "hydra", cwd=tmp_path)
+    proc = run_cli("hydra/launcher=slurm", "--cfg", "hydra", cwd=tmp_path)
     assert "SlurmLauncher" in proc.stdout and "cpus_per_task: 4" in proc.stdout
     assert "submitit_folder" in proc.stdout
 
 
-@needs_mnist
-def test_bench_tiny_budget_writes_all_three_paths(tmp_path):
+def bench(tmp_path, *args: str) -> dict:
+    """``python -m seqnets.bench`` on MNIST with tiny budgets; its ``bench.json``."""
     import subprocess
 
     out = tmp_path / "bench"
+    command = [sys.executable, "-m", "seqnets.bench", "--workloads", "mnist", "--steps", "2"]
+    command += ["--rounds", "1", "--gen-seconds", "0", "--data-dir", str(DATA_DIR)]
     subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "seqnets.bench",
-            "--workloads",
-            "mnist",
-            "--steps",
-            "2",
-            "--rounds",
-            "1",
-            "--memory-steps",
-            "2",
-            "--gen-seconds",
-            "0",
-            "--data-dir",
-            str(DATA_DIR),
-            "--out",
-            str(out),
-        ],
-        check=True,
-        cwd=tmp_path,
-        capture_output=True,
+        [*command, "--out", str(out), *args], check=True, cwd=tmp_path, capture_output=True
     )
     (report,) = out.rglob("bench.json")
-    result = json.loads(report.read_text())
+    return json.loads(report.read_text())
+
+
+@needs_mnist
+def test_bench_tiny_budget_times_all_three_paths(tmp_path):
+    result = bench(tmp_path, "--memory-steps", "0")
     row = result["throughput"]["mnist"]
     for path in ("seqnets", "reports", "floor"):
         assert row[path]["ms_per_step"] > 0 and row[path]["sequences_per_s"] > 0
     assert row["seqnets/floor"] > 0 and row["seqnets/reports"] > 0
-    memory = result["peak_memory_mib"]["mnist"]
+    assert result["peak_memory_mib"] == {}
+
+
+@pytest.mark.slow
+@needs_mnist
+def test_bench_peak_memory_of_every_path_and_a_cli_run(tmp_path):
+    memory = bench(tmp_path, "--memory-steps", "2")["peak_memory_mib"]["mnist"]
     assert set(memory) == {"seqnets", "reports", "floor", "cli_run"}
     assert all(m > 50 for m in memory.values())
 

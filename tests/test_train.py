@@ -140,18 +140,18 @@ def test_remember_run_without_best_checkpoint(tmp_path):
 
 def test_seed_changes_the_run_and_constant_rate_works(tmp_path):
     """Another seed gives another run; scheduler=none (the reports' constant rate) trains too."""
-
-    def run(*extra: str) -> dict:
-        name = "_".join(extra).replace("=", "-")
-        run_cli(
-            "task=remember", "model.hidden=5", *TINY, *extra, f"hydra.run.dir={name}", cwd=tmp_path
-        )
-        return load_metrics(tmp_path / name)
-
-    first, second, constant = run("seed=0"), run("seed=1"), run("scheduler=none")
+    run_cli(
+        "-m", "task=remember", "model.hidden=5", *TINY, "seed=0,1", "scheduler=onecycle,none",
+        cwd=tmp_path,
+    )  # fmt: skip
+    runs = {}
+    for run in run_dirs(tmp_path):
+        metrics = load_metrics(run)
+        runs[metrics["seed"], metrics["config"]["scheduler"] is None] = metrics
+    first, second, constant = runs[0, False], runs[1, False], runs[0, True]
     assert first["train_loss_steps"] != second["train_loss_steps"]
     assert first["test"] != second["test"]
-    assert constant["config"]["scheduler"] is None and constant["status"] == "completed"
+    assert constant["status"] == "completed"
     assert constant["train_loss_steps"] != first["train_loss_steps"]
 
 

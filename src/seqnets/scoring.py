@@ -34,7 +34,8 @@ def accuracy_by_length(
     only the training lengths were fitted.
     """
     rows = []
-    metrics = module.objective.metrics().to(module.device)
+    # Scored by one process (rank zero under DDP) on whole sets: nothing to gather.
+    metrics = module.objective.metrics(sync=False).to(module.device)
     for length in lengths or datamodule.eval_lengths():
         logits, batch = forward_batch(module, datamodule, datamodule.length_set(length))
         preds = module.objective.predict(logits)

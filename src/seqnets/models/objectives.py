@@ -36,11 +36,16 @@ class Classification:
     def predict(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.argmax(dim=-1)
 
-    def metrics(self) -> MetricCollection:
+    def metrics(self, sync: bool = True) -> MetricCollection:
+        """``sync=False`` for one process scoring whole sets alone (rank zero's analysis)."""
         # Arguments are not validated per step: the module builds them, and validation costs
         # a host sync and about as much time as a small model's step.
         return MetricCollection(
-            {"acc": MulticlassAccuracy(self.num_classes, average="micro", validate_args=False)},
+            {
+                "acc": MulticlassAccuracy(
+                    self.num_classes, average="micro", validate_args=False, sync_on_compute=sync
+                )
+            },
             compute_groups=False,
         )
 
@@ -89,13 +94,16 @@ class BitSequence:
     def predict(self, logits: torch.Tensor) -> torch.Tensor:
         return (logits.squeeze(-1) > 0).long()
 
-    def metrics(self) -> MetricCollection:
+    def metrics(self, sync: bool = True) -> MetricCollection:
+        """``sync=False`` for one process scoring whole sets alone (rank zero's analysis)."""
         # bit_acc counts every real bit (padding is marked -1 and ignored); exact_acc counts
         # sums with every bit right.
         return MetricCollection(
             {
-                "bit_acc": BinaryAccuracy(ignore_index=PAD, validate_args=False),
-                "exact_acc": MeanMetric(nan_strategy="disable"),
+                "bit_acc": BinaryAccuracy(
+                    ignore_index=PAD, validate_args=False, sync_on_compute=sync
+                ),
+                "exact_acc": MeanMetric(nan_strategy="disable", sync_on_compute=sync),
             },
             compute_groups=False,
         )

@@ -526,6 +526,18 @@ def first_below(curve: list[tuple[int, float]], bar: float = 0.99) -> int | None
     return next((n for n, v in curve if v < bar), None)
 
 
+def holds(name: str, what: str, curve: list[tuple[int, float]], trained_up_to: int) -> str:
+    """From which length ``what`` drops below 99 %, or that it never does, and whether that
+    is within the training lengths or beyond them."""
+    below = first_below(curve)
+    if below is None:
+        return f"{name}: {what} stays at 99 % or more at every length measured (to {curve[-1][0]})."
+    where = (
+        "beyond the training lengths" if below > trained_up_to else "within the training lengths"
+    )
+    return f"{name}: {what} drops below 99 % from length {below} ({where})."
+
+
 def remember_observations(rows: list[Row]) -> list[str]:
     acc = {r.experiment: r.stat(test_metric("acc")) for r in rows}
     out = []
@@ -555,17 +567,9 @@ def remember_observations(rows: list[Row]) -> list[str]:
                 f"{acc[best.experiment].text(100)} % at hidden {best.config['model']['hidden']})."
             )
     for r in rows:
-        if not r.completed or acc[r.experiment].mean < 0.99:
-            continue
-        curve = mean_curve(r.completed, "acc")
-        below = first_below(curve)
-        if below is None:
-            out.append(
-                f"{model_name(r.config)} holds 99 % at every length measured (to {curve[-1][0]})."
-            )
-        else:
-            beyond = " (beyond the training lengths)" if below > r.config["task"]["max_len"] else ""
-            out.append(f"{model_name(r.config)} drops below 99 % from length {below}{beyond}.")
+        if r.completed and acc[r.experiment].mean >= 0.99:
+            curve = mean_curve(r.completed, "acc")
+            out.append(holds(model_name(r.config), "accuracy", curve, r.config["task"]["max_len"]))
     compared = [e for e in sorted(ref.REMEMBER_100) if e in acc and acc[e].mean is not None]
     if compared:
         missed = [e.split("/")[-1] for e in compared if acc[e].mean < 0.9999]
@@ -657,16 +661,10 @@ def mark_bits(sample: dict[str, Any]) -> str:
 def binary_add_observations(rows: list[Row]) -> list[str]:
     out = []
     for r in rows:
-        if not r.completed:
-            continue
-        curve = mean_curve(r.completed, "exact_acc")
-        below = first_below(curve)
-        if below is None:
-            out.append(
-                f"{run_label(r.config)} is exact (≥ 99 %) at every length to {curve[-1][0]}."
-            )
-        else:
-            out.append(f"{run_label(r.config)}: exact accuracy below 99 % from length {below}.")
+        if r.completed:
+            curve = mean_curve(r.completed, "exact_acc")
+            longest = max(span) if isinstance(span := r.config["task"]["train_len"], list) else span
+            out.append(holds(run_label(r.config), "exact accuracy", curve, longest))
     by = {r.experiment: r for r in rows}
     at20 = by_length(20, "bit_acc")
     for h in (3, 5, 10):
