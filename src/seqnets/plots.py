@@ -236,9 +236,11 @@ def mnist_settle_figure(rows: dict, title: str) -> Figure:
     """Mean row from which each digit's answer stays right, and how many never settle."""
     fig = Figure(figsize=(6.5, 3.8), layout="constrained")
     ax = fig.add_subplot()
-    digits = list(rows["per_class"])
+    digits = list(rows["per_class"])  # "0".."9": JSON keys
     means = [rows["per_class"][d]["settle_row"] or 0.0 for d in digits]
-    bars = ax.bar(digits, means, color=[f"C{d}" for d in digits])
+    positions = [int(d) for d in digits]
+    bars = ax.bar(positions, means, color=[f"C{d}" for d in digits])
+    ax.set_xticks(positions)
     for bar, d in zip(bars, digits, strict=True):
         never = rows["per_class"][d].get("never_settled")
         if never is not None:
