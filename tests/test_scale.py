@@ -96,7 +96,7 @@ def bench(tmp_path, *args: str) -> dict:
 def test_bench_tiny_budget_times_all_three_paths(tmp_path):
     result = bench(tmp_path, "--memory-steps", "0")
     row = result["throughput"]["mnist"]
-    for path in ("seqnets", "reports", "floor"):
+    for path in ("seqnets", "lightning", "reports", "floor"):
         assert row[path]["ms_per_step"] > 0 and row[path]["sequences_per_s"] > 0
     assert row["seqnets/floor"] > 0 and row["seqnets/reports"] > 0
     assert result["peak_memory_mib"] == {}
@@ -106,7 +106,7 @@ def test_bench_tiny_budget_times_all_three_paths(tmp_path):
 @needs_mnist
 def test_bench_peak_memory_of_every_path_and_a_cli_run(tmp_path):
     memory = bench(tmp_path, "--memory-steps", "2")["peak_memory_mib"]["mnist"]
-    assert set(memory) == {"seqnets", "reports", "floor", "cli_run"}
+    assert set(memory) == {"seqnets", "lightning", "reports", "floor", "cli_run"}
     assert all(m > 50 for m in memory.values())
 
 

@@ -1,11 +1,13 @@
 """How fast seqnets trains, against the loops it replaces: ``python -m seqnets.bench``.
 
-Three paths per workload, measured in one process, interleaved round by round so that a
+Four paths per workload, measured in one process, interleaved round by round so that a
 machine's drift (about +-15 % here) hits them alike; each figure is the median over rounds:
 
 - ``seqnets``: the real path, as ``python -m seqnets.train`` builds it (SequenceModule,
   DataModule, Trainer with the default callbacks and TensorBoard logger); a step is timed from
   the end of the previous one, so fetching the batch, the hooks and the logging all count.
+- ``lightning``: the floor's model, data and recipe in a minimal LightningModule and Trainer
+  (no callbacks, logger or metrics): Lightning's own per-step cost, which seqnets pays too.
 - ``reports``: the reference reports' MNIST loop (torchvision's MNIST with ``ToTensor`` per
   image, ``DataLoader(shuffle=True)``, plain Adam); they published no loop for the others.
 - ``floor``: a bare loop with seqnets' own recipe and data (the same model, batches, AdamW,
@@ -27,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -52,7 +54,7 @@ WORKLOADS: dict[str, list[str]] = {
     "binary_add": ["task=binary_add", "model=lstm", "model.hidden=5", "task.train_len=10"],
     "remember": ["task=remember", "model=lstm", "model.hidden=10"],
 }
-PATHS = ("seqnets", "reports", "floor")
+PATHS = ("seqnets", "lightning", "reports", "floor")
 WARMUP = 10  # steps per round left out of the timing: allocator and kernel warm-up
 
 
@@ -110,50 +112,104 @@ def seqnets_path(workload: str, workdir: str) -> Callable[[int], float]:
     return run
 
 
-def floor_path(workload: str) -> Callable[[int], float]:
-    """A bare loop over the same model, data and recipe as seqnets, and nothing else."""
-    cfg = compose_run(WORKLOADS[workload], "unused")
-    dm = instantiate(cfg.task.datamodule)
-    dm.setup("fit")
-    module = instantiate(cfg.model, input_size=dm.num_features)
-    readout = torch.nn.Linear(module.output_size, 1 if workload == "binary_add" else 10)
-    params = [*module.parameters(), *readout.parameters()]
-    optimizer = instantiate(cfg.optimizer)(params=params)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=cfg.optimizer.lr, total_steps=10**7, pct_start=0.3
-    )
-    clip = cfg.task.gradient_clip
-    generator = torch.Generator().manual_seed(0)
-    if workload == "mnist":
+class BareLoop:
+    """The same model, data and recipe as seqnets (batches, AdamW, one-cycle schedule,
+    gradient clipping) and nothing else: no metrics, no logging. The floor path runs it in a
+    plain loop; the lightning path hands the same parts to a minimal Lightning Trainer."""
+
+    def __init__(self, workload: str) -> None:
+        cfg = compose_run(WORKLOADS[workload], "unused")
+        dm = instantiate(cfg.task.datamodule)
+        dm.setup("fit")
+        self.bits = workload == "binary_add"
+        self.backbone = instantiate(cfg.model, input_size=dm.num_features)
+        self.readout = torch.nn.Linear(self.backbone.output_size, 1 if self.bits else 10)
+        self.params = [*self.backbone.parameters(), *self.readout.parameters()]
+        self.optimizer = instantiate(cfg.optimizer)(params=self.params)
+        self.schedule = torch.optim.lr_scheduler.OneCycleLR(
+            self.optimizer, max_lr=cfg.optimizer.lr, total_steps=10**7, pct_start=0.3
+        )
+        self.clip = cfg.task.gradient_clip
+        generator = torch.Generator().manual_seed(0)
+        if workload == "mnist":
+            source = self._mnist_batches(dm, generator)
+            self.next_batch = lambda: next(source)
+        else:
+            self.next_batch = lambda: dm.train_batch(generator)
+
+    @staticmethod
+    def _mnist_batches(dm: Any, generator: torch.Generator) -> Iterator[dict]:
         train = dm.splits["train"]
+        while True:
+            order = torch.randperm(len(train["y"]), generator=generator)
+            for start in range(0, len(order) - dm.batch_size + 1, dm.batch_size):
+                idx = order[start : start + dm.batch_size]
+                yield {"x": dm.normalize(train["x"][idx]), "y": train["y"][idx]}
 
-        def batches():
-            while True:
-                order = torch.randperm(len(train["y"]), generator=generator)
-                for start in range(0, len(order) - dm.batch_size + 1, dm.batch_size):
-                    idx = order[start : start + dm.batch_size]
-                    yield {"x": dm.normalize(train["x"][idx]), "y": train["y"][idx]}
+    def loss(self, batch: dict) -> torch.Tensor:
+        outputs, final = self.backbone(batch["x"], batch.get("lengths"))
+        if self.bits:
+            logits = self.readout(outputs).squeeze(-1)
+            return F.binary_cross_entropy_with_logits(logits, batch["y"].float())
+        return F.cross_entropy(self.readout(final), batch["y"])
 
-        source = batches()
-        next_batch = lambda: next(source)  # noqa: E731
-    else:
-        next_batch = lambda: dm.train_batch(generator)  # noqa: E731
+
+def floor_path(workload: str) -> Callable[[int], float]:
+    """The bare loop: the floor any training path can reach."""
+    bare = BareLoop(workload)
 
     def step() -> None:
-        batch = next_batch()
-        outputs, final = module(batch["x"], batch.get("lengths"))
-        if workload == "binary_add":
-            logits = readout(outputs).squeeze(-1)
-            loss = F.binary_cross_entropy_with_logits(logits, batch["y"].float())
-        else:
-            loss = F.cross_entropy(readout(final), batch["y"])
-        optimizer.zero_grad(set_to_none=True)
+        loss = bare.loss(bare.next_batch())
+        bare.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, clip)
-        optimizer.step()
-        schedule.step()
+        torch.nn.utils.clip_grad_norm_(bare.params, bare.clip)
+        bare.optimizer.step()
+        bare.schedule.step()
 
     return lambda steps: _time_steps(step, steps)
+
+
+def lightning_path(workload: str, workdir: str) -> Callable[[int], float]:
+    """The bare loop's parts in a minimal LightningModule and Trainer (no callbacks, logger,
+    metrics or progress bar): what Lightning's own per-step machinery costs."""
+    bare = BareLoop(workload)
+
+    class Minimal(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.backbone, self.readout = bare.backbone, bare.readout
+
+        def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+            return bare.loss(batch)
+
+        def configure_optimizers(self) -> Any:
+            scheduler = {"scheduler": bare.schedule, "interval": "step"}
+            return {"optimizer": bare.optimizer, "lr_scheduler": scheduler}
+
+    class Stream(torch.utils.data.IterableDataset):
+        def __iter__(self) -> Iterator[dict]:
+            while True:
+                yield bare.next_batch()
+
+    def run(steps: int) -> float:
+        timer = StepTimer(WARMUP)
+        trainer = L.Trainer(
+            accelerator="cpu",
+            max_epochs=1,
+            limit_train_batches=steps + WARMUP,
+            gradient_clip_val=bare.clip,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=[timer],
+            default_root_dir=workdir,
+        )
+        loader = torch.utils.data.DataLoader(Stream(), batch_size=None)
+        trainer.fit(Minimal(), train_dataloaders=loader)
+        return statistics.fmean(timer.times)
+
+    return run
 
 
 def reports_path(workload: str, data_dir: str) -> Callable[[int], float] | None:
@@ -185,6 +241,19 @@ def reports_path(workload: str, data_dir: str) -> Callable[[int], float] | None:
     return lambda steps: _time_steps(step, steps)
 
 
+def make_path(
+    name: str, workload: str, workdir: str, data_dir: str
+) -> Callable[[int], float] | None:
+    """Path ``name`` for ``workload`` (None where it has none: the reports' loop is MNIST's)."""
+    if name == "seqnets":
+        return seqnets_path(workload, workdir)
+    if name == "lightning":
+        return lightning_path(workload, workdir)
+    if name == "reports":
+        return reports_path(workload, data_dir)
+    return floor_path(workload)
+
+
 def _time_steps(step: Callable[[], None], steps: int) -> float:
     for _ in range(WARMUP):
         step()
@@ -200,11 +269,7 @@ def throughput(
     """Seconds per step of every path, interleaved round by round; median over rounds."""
     results: dict[str, dict[str, Any]] = {}
     for workload in workloads:
-        paths = {
-            "seqnets": seqnets_path(workload, workdir),
-            "reports": reports_path(workload, data_dir),
-            "floor": floor_path(workload),
-        }
+        paths = {name: make_path(name, workload, workdir, data_dir) for name in PATHS}
         samples: dict[str, list[float]] = {name: [] for name, f in paths.items() if f}
         for _ in range(rounds):
             for name in samples:
@@ -219,7 +284,7 @@ def throughput(
                     "sequences_per_s": batch / seconds,
                     "rounds_ms": [1000 * s for s in samples[name]],
                 }
-        for other in ("reports", "floor"):
+        for other in PATHS[1:]:
             if other in row:
                 row[f"seqnets/{other}"] = row[other]["ms_per_step"] / row["seqnets"]["ms_per_step"]
         results[workload] = row
@@ -252,11 +317,7 @@ def child(workload: str, path: str, steps: int, data_dir: str) -> None:
             ]
             runpy.run_module("seqnets.train", run_name="__main__")
         else:
-            {
-                "seqnets": lambda: seqnets_path(workload, workdir),
-                "reports": lambda: reports_path(workload, data_dir),
-                "floor": lambda: floor_path(workload),
-            }[path]()(steps)
+            make_path(path, workload, workdir, data_dir)(steps)
     print(json.dumps({"peak_mib": peak_rss_mib()}))
 
 
@@ -296,7 +357,7 @@ GENERATORS = {
 
 def print_table(results: dict[str, dict[str, Any]], memory: dict[str, dict[str, float]]) -> None:
     print(
-        f"\n{'workload':<12}{'path':<10}{'ms/step':>10}{'seq/s':>10}{'peak MiB':>10}{'ratio':>24}"
+        f"\n{'workload':<12}{'path':<10}{'ms/step':>10}{'seq/s':>10}{'peak MiB':>10}{'ratio':>27}"
     )
     for workload, row in results.items():
         for path in PATHS:
@@ -309,7 +370,7 @@ def print_table(results: dict[str, dict[str, Any]], memory: dict[str, dict[str, 
             print(
                 f"{workload:<12}{path:<10}{row[path]['ms_per_step']:>10.2f}"
                 f"{row[path]['sequences_per_s']:>10,.0f}"
-                f"{'' if mib is None else f'{mib:.0f}':>10}{ratio:>24}"
+                f"{'' if mib is None else f'{mib:.0f}':>10}{ratio:>27}"
             )
     print("(ratio: how many times faster seqnets trains than that path; 1.0 = as fast)")
 

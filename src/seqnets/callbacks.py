@@ -177,11 +177,15 @@ class InterruptCheckpoint(OnExceptionCheckpoint):
     During training the first Ctrl-C takes effect at the start of the next training step: a
     KeyboardInterrupt raised anywhere else could land after a step's optimiser update but
     before Lightning counts the step, and the resumed run would train that batch twice. A
-    second Ctrl-C stops at once.
+    second Ctrl-C stops at once. Under DDP the ranks agree on stopping (a collective, so a
+    host sync on GPUs) only every ``sync_every_n_steps`` steps, all at the same step.
     """
 
-    def __init__(self, dirpath: str, filename: str = "interrupted") -> None:
+    def __init__(
+        self, dirpath: str, filename: str = "interrupted", sync_every_n_steps: int = 50
+    ) -> None:
         super().__init__(dirpath, filename)
+        self.sync_every_n_steps = sync_every_n_steps
         self.saved: str | None = None
         self._requested = False
         self._previous: Any = None
@@ -198,6 +202,8 @@ class InterruptCheckpoint(OnExceptionCheckpoint):
     def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
         stop = self._requested
         if trainer.world_size > 1:  # every rank stops at the same step, or the others hang
+            if trainer.global_step % self.sync_every_n_steps:
+                return
             stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
         if stop:
             raise KeyboardInterrupt
@@ -306,13 +312,13 @@ class TestAnalysis(L.Callback):
             for c in range(num_classes)
         }
         report["accuracy"] = float((preds == target).float().mean())
-        weights = {
-            "macro": torch.full((num_classes,), 1.0 / num_classes),
-            "weighted": support / support.sum(),
-        }
-        for average, w in weights.items():
-            report[f"{average} avg"] = {k: float((v * w).sum()) for k, v in per_class.items()}
-            report[f"{average} avg"]["support"] = int(support.sum())
+        for average in ("macro", "weighted"):
+            report[f"{average} avg"] = {
+                "precision": float(multiclass_precision(**args, average=average)),
+                "recall": float(multiclass_recall(**args, average=average)),
+                "f1": float(multiclass_f1_score(**args, average=average)),
+                "support": int(support.sum()),
+            }
         return {
             "confusion_matrix": multiclass_confusion_matrix(**args).tolist(),
             "classification_report": report,

@@ -9,13 +9,15 @@ foreign target) is a ``CheckpointError`` whose one line names the file and what 
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 
+from seqnets import records
 from seqnets.errors import ConfigError
 from seqnets.models.module import SequenceModule
 
@@ -107,38 +109,25 @@ def rebuild(
     """The run's config, DataModule and trained module, from a checkpoint alone. MNIST is read
     from ``data_dir`` when given (the run's own may be on another machine); other DataModule
     arguments may be changed too (e.g. the lengths to evaluate), if the task has them."""
+    from seqnets.checks import build_checked
+
     config = OmegaConf.create(checkpoint["hyper_parameters"]["config"])
-    if data_dir is not None and "data_dir" in config.task.datamodule:
-        config.task.datamodule.data_dir = data_dir
+    node = config.task.datamodule
+    if data_dir is not None and "data_dir" in node:
+        node.data_dir = data_dir
+    named = inspect.signature(get_method(node._target_)).parameters
     for key, value in datamodule_changes.items():
-        if key in config.task.datamodule:
-            config.task.datamodule[key] = value
-    datamodule = instantiate(config.task.datamodule)
-    module = SequenceModule(
-        backbone=instantiate(config.model, input_size=datamodule.num_features),
-        objective=instantiate(config.task.objective),
-        optimizer=instantiate(config.optimizer),
-        l2=config.l2,
-        config=OmegaConf.to_container(config),
-    )
+        if key not in node and key not in named:  # never a change silently ignored
+            raise ConfigError(
+                f"{key}={value!r} does not apply to a {config.task.name} checkpoint "
+                f"({node._target_} takes no {key!r})"
+            )
+        node[key] = value
+    datamodule = build_checked(node, "task.datamodule")
+    module = SequenceModule.from_config(config, datamodule.num_features)
     module.load_state_dict(checkpoint["state_dict"])
     module.eval()
     return config, datamodule, module
-
-
-# Config groups: choosing another option would make another run, not continue this one.
-GROUPS = ("task", "model", "optimizer", "scheduler", "trainer", "logger", "callbacks", "paths")
-
-
-def _reanchor(node: Any, old: str, new: str) -> Any:
-    """Strings under the old run's directory re-pointed to ``new`` (an interpolation)."""
-    if isinstance(node, dict):
-        return {k: _reanchor(v, old, new) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_reanchor(v, old, new) for v in node]
-    if isinstance(node, str) and old and (node == old or node.startswith(old + "/")):
-        return new + node[len(old) :]
-    return node
 
 
 def resume_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
@@ -147,18 +136,20 @@ def resume_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     value changes (e.g. ``trainer.max_epochs=5`` for a run stopped after 2)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    from seqnets.checks import CONFIG_GROUPS
+
     file, checkpoint = load_checkpoint(cfg.ckpt_path, prefer="last")
     stored = checkpoint["hyper_parameters"]["config"]
     old_paths = stored.get("paths", {})
-    stored = _reanchor(stored, old_paths.get("output_dir", ""), "${paths.output_dir}")
-    stored = _reanchor(stored, old_paths.get("data_dir", ""), "${paths.data_dir}")
+    stored = records.reanchor(stored, old_paths.get("output_dir", ""), "${paths.output_dir}")
+    stored = records.reanchor(stored, old_paths.get("data_dir", ""), "${paths.data_dir}")
     resumed = OmegaConf.create(stored)
     resumed.paths = OmegaConf.to_container(cfg.paths, resolve=False)
     for override in OverridesParser.create().parse_overrides(overrides):
         key = override.key_or_group
         if key == "ckpt_path" or key.startswith("hydra"):
             continue
-        if key in GROUPS or "/" in key or override.is_delete() or override.is_add():
+        if key in CONFIG_GROUPS or "/" in key or override.is_delete() or override.is_add():
             raise ConfigError(
                 f"{override.input_line!r} is not allowed when resuming: a resumed run keeps its "
                 f"checkpoint's config; only values may change (e.g. trainer.max_epochs=5)"

@@ -11,12 +11,14 @@ import inspect
 import logging
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from seqnets import CONF_DIR
 from seqnets.errors import (
     ConfigError,
     check_bool,
@@ -26,6 +28,8 @@ from seqnets.errors import (
 )
 from seqnets.models.backbone import CELLS, parameter_count
 
+# The config groups (conf/<group>/): choosing another option of one picks other parts.
+CONFIG_GROUPS = frozenset(p.name for p in Path(CONF_DIR).iterdir() if p.is_dir())
 log = logging.getLogger(__name__)
 
 SEED_LIMIT = 2**32  # numpy's and Lightning's seeds are 32-bit
@@ -47,8 +51,8 @@ def check_config(cfg: DictConfig, overrides: Sequence[str] = (), multirun: bool 
     if cfg.get("threads") is not None:
         check_int("threads", cfg.threads, 1)
     _check_task(cfg.task)
-    datamodule = _build_checked(cfg.task.datamodule, "task.datamodule")
-    objective = _build_checked(cfg.task.objective, "task.objective")
+    datamodule = build_checked(cfg.task.datamodule, "task.datamodule")
+    objective = build_checked(cfg.task.objective, "task.objective")
     _check_model(cfg.model, datamodule.num_features)
     allowed = ("val/loss", *(f"val/{name}" for name in objective.metrics()))
     check_choice("task.monitor", cfg.task.monitor, allowed, why=f"what {cfg.task.name} logs")
@@ -61,7 +65,7 @@ def check_additions(cfg: DictConfig, overrides: Sequence[str]) -> None:
     """``+key=value`` adds a key: refuse one that nothing reads (``+lr=0.1``), which would
     otherwise be ignored without a word. A key added under a node that is instantiated must
     be an argument its target accepts."""
-    groups = {"experiment", "debug", "hparams_search", "hydra"}
+    groups = {"experiment", "debug", "hparams_search", "hydra"}  # added by choosing an option
     for override in overrides:
         if not override.startswith("+"):
             continue
@@ -72,7 +76,7 @@ def check_additions(cfg: DictConfig, overrides: Sequence[str]) -> None:
         for depth in range(len(parts) - 1, 0, -1):
             parent = OmegaConf.select(cfg, ".".join(parts[:depth]), default=None)
             if isinstance(parent, DictConfig) and "_target_" in parent:
-                if parts[depth].startswith("_") or _accepts(parent._target_, parts[depth]):
+                if parts[depth].startswith("_") or accepts(parent._target_, parts[depth]):
                     break
                 raise ConfigError(
                     f"{override!r} is not allowed: {parent._target_} takes no argument "
@@ -86,7 +90,7 @@ def check_additions(cfg: DictConfig, overrides: Sequence[str]) -> None:
             )
 
 
-def _accepts(target: str, name: str) -> bool:
+def accepts(target: str, name: str) -> bool:
     try:
         signature = inspect.signature(get_method(target))
     except Exception:  # a target Hydra cannot import fails later with its own message
@@ -104,7 +108,7 @@ def _check_task(task: DictConfig) -> None:
     check_choice("task.monitor_mode", task.monitor_mode, ("min", "max"))
 
 
-def _build_checked(node: DictConfig, name: str) -> Any:
+def build_checked(node: DictConfig, name: str) -> Any:
     """Instantiate a cheap part (a DataModule reads nothing in its constructor) so that it
     checks its own numbers; Hydra's wrapping of the error would name only the group."""
     from hydra.errors import InstantiationException

@@ -25,6 +25,7 @@ from seqnets import CONF_DIR, records
 from seqnets.callbacks import TestAnalysis
 from seqnets.checkpoints import load_checkpoint, rebuild
 from seqnets.data.images import prepare, redraw_as_user, save_user_image
+from seqnets.data.synthetic import check_length_range
 from seqnets.errors import EXIT_USAGE, ConfigError, check_int
 from seqnets.runtime import environment, resolve_threads
 from seqnets.sweeps import cli
@@ -38,8 +39,7 @@ def length_changes(lengths: Any) -> dict[str, int]:
         return {}
     if not OmegaConf.is_list(lengths) or len(lengths) != 2:
         raise ConfigError(f"lengths={lengths!r} is not allowed: give [min, max], e.g. [1,200]")
-    low = check_int("lengths (min)", lengths[0], 1)
-    high = check_int("lengths (max)", lengths[1], low)
+    low, high = check_length_range("lengths", lengths[0], lengths[1])
     return {"min_eval_len": low, "max_eval_len": high}
 
 
@@ -76,6 +76,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if cfg.data_seed is not None:
         changes["data_seed"] = check_int("data_seed", cfg.data_seed, 0)
     config, datamodule, module = rebuild(checkpoint, data_dir=cfg.paths.data_dir, **changes)
+    user_style = check_int("user_style", cfg.user_style, 0)
+    if user_style and config.task.name != "mnist":
+        raise ConfigError(f"user_style={user_style} is for MNIST checkpoints, not {file}")
     datamodule.check()
     torch.set_num_threads(resolve_threads(cfg.threads))
     L.seed_everything(cfg.seed)
@@ -103,8 +106,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         **environment(),
         "config": OmegaConf.to_container(config),
     }
-    if cfg.user_style and config.task.name == "mnist":
-        n = check_int("user_style", cfg.user_style, 1, len(datamodule.splits["test"]["y"]))
+    if user_style:
+        n = check_int("user_style", user_style, 1, len(datamodule.splits["test"]["y"]))
         with tempfile.TemporaryDirectory() as workdir:
             metrics["user_style"] = user_style_accuracy(module, datamodule, n, Path(workdir))
         log.info("user-style images: %s", metrics["user_style"])

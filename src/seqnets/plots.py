@@ -288,8 +288,8 @@ def training_curves(runs: dict[str, Sequence[dict]], title: str) -> Figure:
     fig = Figure(figsize=(13, 7), layout="constrained")
     fig.suptitle(title)
     axes = fig.subplots(2, 3)
-    colours = [f"C{i}" for i in range(10)]
-    for (name, group), colour in zip(runs.items(), colours * 3, strict=False):
+    for i, (name, group) in enumerate(runs.items()):
+        colour = f"C{i % 10}"
         steps = [
             [loss if loss is not None else float("nan") for _, loss in r["train_loss_steps"]]
             for r in group

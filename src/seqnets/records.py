@@ -29,12 +29,43 @@ RUN_ENTRIES = (
     "train.log",
     "evaluate.log",
     "predict.log",
+    "report.log",
     "tensorboard",
     "csv",
     "checkpoints",
     "figures",
     METRICS,
 )
+
+
+# Config keys that do not change what a run computes: where it writes and reads, its
+# threads, the resume source, what it shows on screen. Runs differing only in these are the
+# same run (the report reuses them; summaries group them).
+VOLATILE = (
+    "paths",
+    "threads",
+    "ckpt_path",
+    "callbacks.progress_bar",
+    "trainer.enable_progress_bar",
+    "trainer.enable_model_summary",
+)
+
+
+def is_volatile(key: str) -> bool:
+    """Whether the dotted ``key`` is, or lies under, one of :data:`VOLATILE`."""
+    return any(key == v or key.startswith(v + ".") for v in VOLATILE)
+
+
+def reanchor(node: Any, old: str, new: str) -> Any:
+    """Strings equal to ``old`` or under it as a directory re-pointed to ``new``: a stored
+    config's resolved paths made independent of where the run was."""
+    if isinstance(node, dict):
+        return {k: reanchor(v, old, new) for k, v in node.items()}
+    if isinstance(node, list):
+        return [reanchor(v, old, new) for v in node]
+    if isinstance(node, str) and old and (node == old or node.startswith(old + "/")):
+        return new + node[len(old) :]
+    return node
 
 
 def strict(value: Any) -> Any:
@@ -85,6 +116,16 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
     if "config" not in record:  # a run that stopped early still says what it was
         record["config"] = stored_config(run_dir)
     return record | {"dir": str(run_dir)}
+
+
+def failure(run: dict[str, Any]) -> str:
+    """Why a run has no scores, in a few words (summaries, sweep endings, the report)."""
+    if run["status"] == DIVERGED:
+        where = run["diverged"]
+        return f"{where['what']} became {where['value']} at step {where['step']}"
+    if run["status"] == UNFINISHED:
+        return "no metrics.json (killed, or still running)"
+    return str(run.get("error") or "")
 
 
 def stored_config(run_dir: Path) -> dict[str, Any] | None:

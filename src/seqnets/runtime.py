@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+from seqnets.errors import check_int
+
 PACKAGES = ("seqnets", "torch", "lightning", "hydra-core", "torchmetrics", "omegaconf")
 
 
@@ -33,8 +35,8 @@ def resolve_threads(threads: int | None, launcher: Any = None, processes: int = 
     """torch's thread count for one job: ``threads`` if set, else this job's share of the
     cores. Two jobs each running two threads on two cores collapse (a 24 s run took 267 s
     here), so jobs run side by side (joblib) or DDP processes on one machine split the cores."""
-    if threads:
-        return int(threads)
+    if threads is not None:  # every command's own value (train checks it before any work)
+        return check_int("threads", threads, 1)
     return max(1, available_cores() // (side_by_side(launcher) * max(1, processes)))
 
 

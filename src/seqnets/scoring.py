@@ -3,20 +3,35 @@ sequence length, for the test analysis of every run and for evaluating checkpoin
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 
 from seqnets.data.batching import Batch
 from seqnets.models.module import SequenceModule
 
 
-@torch.no_grad()
+@contextmanager
+def evaluating(module: SequenceModule) -> Iterator[SequenceModule]:
+    """Eval mode and no gradients, then the module's mode as it was: scoring from a training
+    callback must not leave dropout switched off."""
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            yield module
+    finally:
+        module.train(was_training)
+
+
 def forward_batch(module: SequenceModule, datamodule, batch: Batch) -> tuple[torch.Tensor, Batch]:
     """Logits and the batch as the model saw it, both on the module's device: the batch is
     moved and prepared (e.g. normalised) exactly as the Trainer prepares it."""
-    module.eval()
     batch = datamodule.transfer_batch_to_device(batch, module.device, 0)
     batch = datamodule.on_after_batch_transfer(batch, 0)
-    return module(batch["x"], batch.get("lengths")), batch
+    with evaluating(module):
+        return module(batch["x"], batch.get("lengths")), batch
 
 
 def predict_batch(module: SequenceModule, datamodule, batch: Batch) -> torch.Tensor:

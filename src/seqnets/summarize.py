@@ -26,7 +26,6 @@ SHOWN_ELSEWHERE = (
     | {f"model.{k}" for k in ("cell", "hidden", "num_layers", "bidirectional")}
     | {f"task.{k}" for k in TASK_KNOBS}
 )
-IGNORED_PREFIXES = ("hydra.", "trainer.enable_progress_bar", "trainer.enable_model_summary")
 
 
 def load_runs(paths: list[Path]) -> list[dict[str, Any]]:
@@ -46,7 +45,8 @@ def setting(run: dict[str, Any]) -> str:
     if overrides.exists():
         for line in yaml.safe_load(overrides.read_text()) or []:
             key = line.split("=", 1)[0].lstrip("+~")
-            if key not in SHOWN_ELSEWHERE and not key.startswith(IGNORED_PREFIXES):
+            hidden = key.startswith("hydra.") or records.is_volatile(key)
+            if key not in SHOWN_ELSEWHERE and not hidden:
                 parts.append(line)
     return ", ".join(parts)
 
@@ -68,7 +68,7 @@ def describe(run: dict[str, Any]) -> dict[str, Any]:
         "status": run["status"],
     }
     if run["status"] != records.COMPLETED:
-        row["status"] = f"**{run['status']}**: {failure(run)}"
+        row["status"] = f"**{run['status']}**: {records.failure(run)}"
         return row
     row |= {
         f"best {run['monitor']}": run["best_val"],
@@ -82,16 +82,6 @@ def describe(run: dict[str, Any]) -> dict[str, Any]:
     row["train s"] = run["train_time_s"]
     row["params"] = run["num_parameters"]
     return row
-
-
-def failure(run: dict[str, Any]) -> str:
-    """Why a run has no scores, in a few words."""
-    if run["status"] == records.DIVERGED:
-        where = run["diverged"]
-        return f"{where['what']} became {where['value']} at step {where['step']}"
-    if run["status"] == records.UNFINISHED:
-        return "no metrics.json (killed, or still running)"
-    return str(run.get("error") or "")
 
 
 def fmt(value: Any, key: str = "") -> str:

@@ -115,10 +115,7 @@ def summary(sweep_dir: Path) -> tuple[list[str], int]:
     bad = [run for run in runs if run["status"] != records.COMPLETED]
     lines = [f"sweep finished: {len(runs) - len(bad)} of {len(runs)} jobs completed ({sweep_dir})"]
     for run in bad:
-        detail = run.get("error") or ""
-        if run["status"] == records.DIVERGED:
-            where = run["diverged"]
-            detail = f"the {where['what']} became {where['value']} at step {where['step']}"
+        detail = records.failure(run)
         lines.append(f"  {Path(run['dir']).name}: {run['status']}{': ' if detail else ''}{detail}")
     return lines, len(bad)
 

@@ -28,7 +28,7 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar, Timer
 from lightning.pytorch.loggers import TensorBoardLogger
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from seqnets import CONF_DIR, records, sweeps
 from seqnets.callbacks import History, InterruptCheckpoint, TestAnalysis, first_of_type
@@ -58,14 +58,7 @@ class RunInterrupted(Exception):
 def build(cfg: DictConfig) -> tuple[L.LightningDataModule, SequenceModule, L.Trainer]:
     """Instantiate what the config names (``check_config`` has vetted every value)."""
     datamodule = instantiate(cfg.task.datamodule)
-    module = SequenceModule(
-        backbone=instantiate(cfg.model, input_size=datamodule.num_features),
-        objective=instantiate(cfg.task.objective),
-        optimizer=instantiate(cfg.optimizer),
-        scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
-        l2=cfg.l2,
-        config=OmegaConf.to_container(cfg, resolve=True),
-    )
+    module = SequenceModule.from_config(cfg, datamodule.num_features)
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     if not loggers:  # e.g. ~logger: a learning-rate monitor would have nowhere to write
@@ -214,6 +207,7 @@ def run(cfg: DictConfig) -> float | None:
     overrides = list(hydra_cfg.overrides.task)
     try:
         cfg = run_config(cfg, overrides)
+        base = {"task": cfg.task.name, "seed": cfg.seed}  # a resumed run's own
         check_config(cfg, overrides, multirun)
         metrics, objects = train(cfg)
     except ConfigError as error:
@@ -243,10 +237,9 @@ def run(cfg: DictConfig) -> float | None:
         return objective_value(metrics)
     path = records.write_metrics(run_dir, metrics)
     if metrics["status"] == records.DIVERGED:
-        where = metrics["diverged"]
         sys.stderr.write(
-            f"seqnets: the run diverged: the {where['what']} became {where['value']} at step "
-            f"{where['step']} (epoch {where['epoch']}); training stopped there, no test scores "
+            f"seqnets: the run diverged: {records.failure(metrics)} (epoch "
+            f"{metrics['diverged']['epoch']}); training stopped there, no test scores "
             f"(status 'diverged' in {path})\n"
         )
         if multirun:

@@ -24,6 +24,23 @@ def make_binary_add_batch(n: int, length: int, generator: torch.Generator) -> Ba
     return {"x": bits.to(torch.float32), "y": total}
 
 
+def make_mixed_binary_add_batch(n: int, low: int, high: int, generator: torch.Generator) -> Batch:
+    """``n`` sums spread evenly over lengths ``low..high``, shortest first, zero-padded to
+    ``high`` steps, with their ``lengths``."""
+    lengths = list(range(low, high + 1))
+    counts = [n // len(lengths) + (i < n % len(lengths)) for i in range(len(lengths))]
+    x = torch.zeros(n, high, 2)
+    y = torch.zeros(n, high, dtype=torch.long)
+    start = 0
+    for length, count in zip(lengths, counts, strict=True):
+        part = make_binary_add_batch(count, length, generator)
+        x[start : start + count, :length] = part["x"]
+        y[start : start + count, :length] = part["y"]
+        start += count
+    sizes = torch.repeat_interleave(torch.tensor(lengths), torch.tensor(counts))
+    return {"x": x, "y": y, "lengths": sizes}
+
+
 def carries(bits: torch.Tensor) -> torch.Tensor:
     """The carry out of each position, (batch, steps) of 0/1, for bits laid out as the task
     feeds them: (batch, steps, 2), least significant first (0/1 as integers or floats).
@@ -101,18 +118,7 @@ class BinaryAddDataModule(SyntheticDataModule):
 
     def _mixed(self, n: int, generator: torch.Generator) -> Batch:
         """An evaluation set spread evenly over the training lengths, padded to the longest."""
-        lengths = list(range(self.min_len, self.max_len + 1))
-        counts = [n // len(lengths) + (i < n % len(lengths)) for i in range(len(lengths))]
-        x = torch.zeros(n, self.max_len, 2)
-        y = torch.zeros(n, self.max_len, dtype=torch.long)
-        start = 0
-        for length, count in zip(lengths, counts, strict=True):
-            part = make_binary_add_batch(count, length, generator)
-            x[start : start + count, :length] = part["x"]
-            y[start : start + count, :length] = part["y"]
-            start += count
-        sizes = torch.repeat_interleave(torch.tensor(lengths), torch.tensor(counts))
-        return {"x": x, "y": y, "lengths": sizes}
+        return make_mixed_binary_add_batch(n, self.min_len, self.max_len, generator)
 
     def sample_batch(self, n: int = 8) -> Batch:
         """Sums of ``sample_len`` bits, fixed for a given ``data_seed``: long enough to show

@@ -9,6 +9,8 @@ from typing import Any
 
 import lightning as L
 import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
 
@@ -57,6 +59,19 @@ class SequenceModule(L.LightningModule):
         )
         self.test_outputs: dict[str, torch.Tensor] = {}
         self._test_parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, input_size: int) -> SequenceModule:
+        """The module a run's config names (training builds it so; a checkpoint's config
+        rebuilds it so), for a DataModule whose sequences have ``input_size`` features."""
+        return cls(
+            backbone=instantiate(cfg.model, input_size=input_size),
+            objective=instantiate(cfg.task.objective),
+            optimizer=instantiate(cfg.optimizer),
+            scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+            l2=cfg.l2,
+            config=OmegaConf.to_container(cfg, resolve=True),
+        )
 
     def _stage_metrics(self, stage: str) -> MetricCollection:
         metrics = self.objective.metrics()
@@ -178,8 +193,8 @@ class SequenceModule(L.LightningModule):
 def gather_ragged(module: L.LightningModule, values: torch.Tensor) -> torch.Tensor:
     """Concatenate a 1-D tensor of a different length on each rank, on every rank.
 
-    ``all_gather`` needs equal shapes, so each rank pads to the longest with its first value
-    and the padding is cut off again using the gathered lengths.
+    ``all_gather`` needs equal shapes, so each rank pads to the longest (with whatever the
+    buffer held) and the padding is cut off again using the gathered lengths.
     """
     size = torch.tensor([values.shape[0]], device=module.device)
     sizes = module.all_gather(size).flatten().tolist()

@@ -54,7 +54,8 @@ def commands(cfg: DictConfig) -> dict[str, str]:
         experiments = ",".join(cfg.experiments[section])
         out[section] = (
             f"python -m seqnets.report sections=[{section}] seeds=[{seeds}]{quick}  (its runs: "
-            f"python -m seqnets.train -m experiment={experiments} seed={seeds})"
+            f"python -m seqnets.train -m experiment={experiments} seed={seeds}"
+            f"{''.join(' ' + o for o in planning.budget(cfg))})"
         )
     return out
 
@@ -94,6 +95,12 @@ def read_handwriting(cfg: DictConfig, plan: list[planning.Planned]) -> tuple[Any
 def build(cfg: DictConfig) -> Path:
     """Plan, train what is missing, render; returns the report's directory."""
     start = time.monotonic()
+    # The user's own values, checked before any training: a bad one must not cost a build.
+    sections = planning_sections(cfg)
+    if cfg.handwriting:
+        from seqnets.data.images import find_images
+
+        find_images(cfg.handwriting)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     progress = open(out / "progress.log", "a")  # noqa: SIM115 - kept open for the build
@@ -104,7 +111,6 @@ def build(cfg: DictConfig) -> Path:
         progress.write(line + "\n")
         progress.flush()
 
-    sections = planning_sections(cfg)
     say(f"planning {', '.join(TITLES[s] for s in sections)} x seeds {list(cfg.seeds)}")
     plan = planning.make_plan(cfg)
     roots = [Path(cfg.runs_dir) / "runs", Path(cfg.runs_dir) / "multirun"]
@@ -152,6 +158,7 @@ def main(cfg: DictConfig) -> None:
     try:
         build(cfg)
     except ConfigError as error:
+        records.discard_run_dir(cfg.paths.output_dir)  # no report: leave no empty build
         sys.stderr.write(f"seqnets: error: {error}\n")
         sys.exit(EXIT_USAGE)
 

@@ -27,18 +27,11 @@ from hydra import compose
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from seqnets import records
+from seqnets.data.binary_add import parse_train_len
+from seqnets.models.backbone import parameter_count
 
 RUN = "<run>"
 DATA = "<data>"
-# Settings that do not change what a run computes: never part of its identity.
-VOLATILE = (
-    ("paths",),
-    ("threads",),
-    ("ckpt_path",),
-    ("callbacks", "progress_bar"),
-    ("trainer", "enable_progress_bar"),
-    ("trainer", "enable_model_summary"),
-)
 
 
 @dataclass
@@ -62,19 +55,8 @@ def normalized(config: dict[str, Any], output_dir: str, data_dir: str) -> dict[s
     """``config`` without what does not change a run's result, its own paths replaced by
     placeholders (a run's config holds them resolved, e.g. in the checkpoint directory)."""
 
-    def anchor(node: Any) -> Any:
-        if isinstance(node, dict):
-            return {k: anchor(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [anchor(v) for v in node]
-        if isinstance(node, str):
-            for path, placeholder in ((output_dir, RUN), (data_dir, DATA)):
-                if path and (node == path or node.startswith(path + "/")):
-                    return placeholder + node[len(path) :]
-        return node
-
-    config = anchor(config)
-    for keys in VOLATILE:
+    config = records.reanchor(records.reanchor(config, output_dir, RUN), data_dir, DATA)
+    for keys in (key.split(".") for key in records.VOLATILE):
         node = config
         for key in keys[:-1]:
             node = node.get(key, {}) if isinstance(node, dict) else {}
@@ -110,15 +92,14 @@ def cost(config: dict[str, Any]) -> float:
     elif task["name"] == "remember":
         steps, length, inputs = task["train_batches"], (task["min_len"] + task["max_len"]) / 2, 10
     else:
-        span = task["train_len"] if isinstance(task["train_len"], list) else [task["train_len"]] * 2
-        steps, length, inputs = task["train_batches"], sum(span) / 2, 2
+        low, high = parse_train_len(task["train_len"])
+        steps, length, inputs = task["train_batches"], (low + high) / 2, 2
     limit = config["trainer"].get("limit_train_batches")
     if isinstance(limit, int):
         steps = min(steps, limit)
-    hidden, layers = model["hidden"], model["num_layers"]
-    gates = {"rnn": 1, "lstm": 4, "gru": 3}[model["cell"]]
-    directions = 2 if model["bidirectional"] else 1
-    weights = gates * hidden * (inputs + hidden * layers) * directions
+    weights = parameter_count(
+        inputs, model["cell"], model["hidden"], model["num_layers"], model["bidirectional"]
+    )
     per_step = 6.0 + 1.3e-7 * length * weights * task["batch_size"]
     return config["trainer"]["max_epochs"] * steps * per_step
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from seqnets import plots, records
+from seqnets.data.binary_add import parse_train_len
 from seqnets.models.backbone import describe_model
 from seqnets.report import references as ref
 
@@ -663,7 +664,7 @@ def binary_add_observations(rows: list[Row]) -> list[str]:
     for r in rows:
         if r.completed:
             curve = mean_curve(r.completed, "exact_acc")
-            longest = max(span) if isinstance(span := r.config["task"]["train_len"], list) else span
+            longest = parse_train_len(r.config["task"]["train_len"])[1]
             out.append(holds(run_label(r.config), "exact accuracy", curve, longest))
     by = {r.experiment: r for r in rows}
     at20 = by_length(20, "bit_acc")
