@@ -38,10 +38,13 @@ def test_l2_is_added_to_the_training_loss_not_to_the_curves():
     batch = {"x": torch.randn(8, 5, 3), "y": torch.randint(0, 10, (8,))}
     plain, penalised = make_module(), make_module(l2=0.5)
     penalised.load_state_dict(plain.state_dict())
-    with_l2, without = penalised.training_step(batch, 0), plain.training_step(batch, 0)
-    torch.testing.assert_close(with_l2["loss"] - without["loss"], 0.5 * plain.l2_penalty())
+    (_, loss_l2, total_l2), (_, loss, total) = (
+        m.training_losses(batch) for m in (penalised, plain)
+    )
+    torch.testing.assert_close(total_l2 - total, 0.5 * plain.l2_penalty())
     # what curves and the history show is the objective's loss alone
-    torch.testing.assert_close(with_l2["objective_loss"], without["loss"])
+    torch.testing.assert_close(loss_l2, loss)
+    torch.testing.assert_close(total, loss)
 
 
 def test_readouts():
@@ -107,3 +110,28 @@ def test_lengths_reach_the_backbone_through_module_and_scoring(objective):
             torch.testing.assert_close(padded[i, :n], alone[0])
     ignored = module(x)  # the padding read as input changes the short sequences' answers
     assert not torch.allclose(ignored[1], direct[1], atol=1e-4)
+
+
+@pytest.mark.parametrize("objective", [Classification(10), BitSequence("ce")])
+def test_merged_batches_score_as_the_batches_one_by_one(objective):
+    """A training call scores its batches merged (sums of different lengths padded): the
+    metrics must count exactly what updating them batch by batch counts."""
+    torch.manual_seed(0)
+    parts = []
+    for steps in (3, 7, 5):
+        if objective.readout == "last":
+            logits, y = torch.randn(4, 10), torch.randint(0, 10, (4,))
+        else:
+            logits, y = torch.randn(4, steps, 1), torch.randint(0, 2, (4, steps))
+        parts.append((logits, {"y": y}))
+    one_by_one, merged = objective.metrics(), objective.metrics()
+    for logits, batch in parts:
+        objective.update(one_by_one, objective.predict(logits), batch)
+    logits, batch = objective.merge(parts)
+    objective.update(merged, objective.predict(logits), batch)
+    expected, scores = one_by_one.compute(), merged.compute()
+    assert scores.keys() == expected.keys()
+    for name in scores:
+        torch.testing.assert_close(scores[name], expected[name])
+    if objective.readout == "every":  # the padded steps are marked, not scored
+        assert batch["lengths"].tolist() == [3] * 4 + [7] * 4 + [5] * 4

@@ -51,6 +51,10 @@ BAD_VALUES = [
     (("task.K=0",), "task.K=0", "1..3"),
     (("task.min_len=5", "task.max_len=4"), "min 5 > max 4", "min <= max"),
     (("threads=0",), "threads=0", ">= 1"),
+    (("steps_per_call=0",), "steps_per_call=0", ">= 1"),
+    # Lightning would refuse these only once training starts (manual optimisation)
+    (("+trainer.gradient_clip_val=0.5",), "trainer.gradient_clip_val=0.5", "task.gradient_clip"),
+    (("+trainer.accumulate_grad_batches=2",), "accumulate_grad_batches=2", "task.batch_size"),
 ]
 
 

@@ -4,10 +4,12 @@ Four paths per workload, measured in one process, interleaved round by round so 
 machine's drift (about +-15 % here) hits them alike; each figure is the median over rounds:
 
 - ``seqnets``: the real path, as ``python -m seqnets.train`` builds it (SequenceModule,
-  DataModule, Trainer with the default callbacks and TensorBoard logger); a step is timed from
-  the end of the previous one, so fetching the batch, the hooks and the logging all count.
+  DataModule, Trainer with the default callbacks and TensorBoard logger, ``steps_per_call``
+  steps per call of the training step); timed from the end of one call to the end of the
+  last, so fetching the batches, the hooks, the metrics and the logging all count.
 - ``lightning``: the floor's model, data and recipe in a minimal LightningModule and Trainer
-  (no callbacks, logger or metrics): Lightning's own per-step cost, which seqnets pays too.
+  (automatic optimisation, one step per call; no callbacks, logger or metrics): what the
+  plain Lightning loop costs per step.
 - ``reports``: the reference reports' MNIST loop (torchvision's MNIST with ``ToTensor`` per
   image, ``DataLoader(shuffle=True)``, plain Adam); they published no loop for the others.
 - ``floor``: a bare loop with seqnets' own recipe and data (the same model, batches, AdamW,
@@ -46,7 +48,7 @@ from omegaconf import DictConfig, open_dict
 from seqnets import CONF_DIR
 from seqnets.data.binary_add import make_binary_add_batch
 from seqnets.data.remember import make_remember_batch
-from seqnets.runtime import environment, resolve_threads
+from seqnets.runtime import environment, resolve_threads, skip_failing_nvml_check
 
 CONF = Path(CONF_DIR)
 WORKLOADS: dict[str, list[str]] = {
@@ -55,7 +57,9 @@ WORKLOADS: dict[str, list[str]] = {
     "remember": ["task=remember", "model=lstm", "model.hidden=10"],
 }
 PATHS = ("seqnets", "lightning", "reports", "floor")
-WARMUP = 10  # steps per round left out of the timing: allocator and kernel warm-up
+# Steps per round left out of the timing (allocator and kernel warm-up): one call of the
+# training step at the default steps_per_call.
+WARMUP = 20
 
 
 def compose_run(overrides: list[str], output_dir: str) -> DictConfig:
@@ -71,20 +75,29 @@ def compose_run(overrides: list[str], output_dir: str) -> DictConfig:
 
 
 class StepTimer(L.Callback):
-    """Wall time of each training step, measured from the end of the one before (so the
-    batch's fetching and every hook count), after ``warmup`` steps."""
+    """Seconds per optimiser step after ``warmup`` steps: the wall time from the end of the
+    first training-step call past the warm-up to the end of the last call, over the steps
+    taken in between (a seqnets call takes several), so fetching the batches, every hook and
+    the logging all count."""
 
     def __init__(self, warmup: int) -> None:
-        self.warmup, self.times, self._last = warmup, [], None
-
-    def on_train_epoch_start(self, *args: Any) -> None:
-        self._last = time.perf_counter()
+        self.warmup = warmup
+        self.start: tuple[float, int] | None = None
+        self.end: tuple[float, int] | None = None
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
-        now = time.perf_counter()
-        if trainer.global_step > self.warmup:
-            self.times.append(now - self._last)
-        self._last = now
+        mark = (time.perf_counter(), trainer.global_step)
+        if self.start is None:
+            if trainer.global_step >= self.warmup:
+                self.start = mark
+        else:
+            self.end = mark
+
+    def seconds_per_step(self) -> float:
+        if self.start is None or self.end is None:
+            raise RuntimeError("too few steps to time: raise --steps")
+        (t0, s0), (t1, s1) = self.start, self.end
+        return (t1 - t0) / (s1 - s0)
 
 
 def seqnets_path(workload: str, workdir: str) -> Callable[[int], float]:
@@ -107,7 +120,7 @@ def seqnets_path(workload: str, workdir: str) -> Callable[[int], float]:
         timer = StepTimer(WARMUP)
         trainer.callbacks.append(timer)
         trainer.fit(module, datamodule=datamodule)
-        return statistics.fmean(timer.times)
+        return timer.seconds_per_step()
 
     return run
 
@@ -207,7 +220,7 @@ def lightning_path(workload: str, workdir: str) -> Callable[[int], float]:
         )
         loader = torch.utils.data.DataLoader(Stream(), batch_size=None)
         trainer.fit(Minimal(), train_dataloaders=loader)
-        return statistics.fmean(timer.times)
+        return timer.seconds_per_step()
 
     return run
 
@@ -388,6 +401,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--child", nargs=3, metavar=("WORKLOAD", "PATH", "STEPS"))
     args = parser.parse_args(argv)
     torch.set_num_threads(resolve_threads(args.threads))
+    skip_failing_nvml_check()  # as every training run does (seqnets.train)
     data_dir = args.data_dir or compose_run([], "unused").paths.data_dir
     if args.child:
         child(args.child[0], args.child[1], int(args.child[2]), data_dir)

@@ -41,6 +41,32 @@ def _tensorboard(trainer: L.Trainer) -> Any | None:
     return logger.experiment if logger is not None else None
 
 
+def call_losses(trainer: L.Trainer, outputs: Any) -> tuple[int, torch.Tensor] | None:
+    """What one call of the training step trained: the global step of its first optimiser
+    step (numbered from 1, as ``global_step`` counts them) and every step's loss, in order;
+    None for a call that took no step."""
+    losses = outputs.get("losses") if isinstance(outputs, dict) else None
+    if losses is None:
+        return None
+    return trainer.global_step - losses.numel() + 1, losses
+
+
+class Cadence:
+    """Due once per block of ``every`` optimiser steps. A training-step call may take
+    several steps, so a check "when the step is a multiple of n" could be jumped over."""
+
+    def __init__(self, every: int) -> None:
+        self.every = every
+        self._block: int | None = None
+
+    def due(self, step: int) -> bool:
+        block = step // self.every
+        if block == self._block:
+            return False
+        self._block = block
+        return True
+
+
 class History(L.Callback):
     """Training loss at every step and every epoch's train/validation metrics, kept in memory
     for ``metrics.json`` (TensorBoard keeps them too, but the report should not need it).
@@ -49,19 +75,26 @@ class History(L.Callback):
     """
 
     def __init__(self) -> None:
-        self._steps: list[tuple[int, torch.Tensor | float]] = []
+        # (first step, losses) per training-step call; tensors until read, since reading
+        # one would stall a GPU every call.
+        self._calls: list[tuple[int, torch.Tensor | list[float]]] = []
         self.epochs: list[dict[str, float]] = []
 
     @property
     def steps(self) -> list[tuple[int, float]]:
         """(global step, training loss) pairs."""
-        return [(step, float(loss)) for step, loss in self._steps]
+        pairs = []
+        for first, losses in self._calls:
+            values = losses.tolist() if isinstance(losses, torch.Tensor) else losses
+            pairs += [(first + i, float(loss)) for i, loss in enumerate(values)]
+        return pairs
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, *args: Any
     ) -> None:
-        # Kept as a tensor: reading its value here would stall a GPU every step.
-        self._steps.append((trainer.global_step, outputs["objective_loss"]))
+        took = call_losses(trainer, outputs)
+        if took is not None:
+            self._calls.append(took)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Callbacks run before the module's own epoch-end hook, which logs these same values:
@@ -77,7 +110,7 @@ class History(L.Callback):
         return {"steps": self.steps, "epochs": self.epochs}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._steps = [tuple(pair) for pair in state_dict["steps"]]
+        self._calls = [(step, [loss]) for step, loss in state_dict["steps"]]
         self.epochs = list(state_dict["epochs"])
 
 
@@ -85,33 +118,31 @@ class DivergenceGuard(L.Callback):
     """Stops training at the first non-finite loss, so that no checkpoint of NaN weights is
     saved and no epoch runs on for nothing; ``RunDiverged`` carries the step.
 
-    On an accelerator the check reads the loss back to the host only every
-    ``sync_every_n_steps`` steps (the first bad step is still recorded exactly, on the device);
-    on the CPU it checks every step, which costs nothing there.
+    The first bad step is recorded exactly, on the loss's device; it is read back to the
+    host after every training-step call on the CPU (free there, and the module ends a call
+    at a diverged step, so the run stops at it), and once every ``sync_every_n_steps`` steps
+    on an accelerator.
     """
 
     def __init__(self, sync_every_n_steps: int = 50) -> None:
-        self.sync_every_n_steps = sync_every_n_steps
-        self._first_bad: torch.Tensor | None = None
+        self.cadence = Cadence(sync_every_n_steps)
+        self._first_bad: torch.Tensor | None = None  # (step, loss), step -1 while all is well
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, *args: Any
     ) -> None:
-        loss = outputs["loss"].detach()
-        step = trainer.global_step
-        if loss.device.type == "cpu":
-            bad = not bool(torch.isfinite(loss))
-            if trainer.world_size > 1:  # every rank must stop together, or the others hang
-                bad = trainer.strategy.reduce_boolean_decision(bad, all=False)
-            if bad:
-                raise RunDiverged(step, float(loss))
+        took = call_losses(trainer, outputs)
+        if took is None:
             return
+        first, losses = took
+        bad = ~torch.isfinite(losses)
+        at = torch.argmax(bad.to(torch.uint8))  # this call's first bad step (0 if none)
+        record = torch.stack([(at + first).to(losses.dtype), losses[at]])
         if self._first_bad is None:
-            self._first_bad = torch.full((2,), -1.0, device=loss.device)
-        bad = ~torch.isfinite(loss) & (self._first_bad[0] < 0)
-        record = torch.stack([torch.tensor(float(step), device=loss.device), loss])
-        self._first_bad = torch.where(bad, record, self._first_bad)
-        if step % self.sync_every_n_steps == 0:
+            self._first_bad = torch.full((2,), -1.0, device=losses.device)
+        new = bad.any() & (self._first_bad[0] < 0)
+        self._first_bad = torch.where(new, record, self._first_bad)
+        if losses.device.type == "cpu" or self.cadence.due(trainer.global_step):
             self._raise_if_bad(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -127,7 +158,7 @@ class DivergenceGuard(L.Callback):
             return
         step, value = self._first_bad.tolist()
         bad = step >= 0
-        if trainer.world_size > 1:
+        if trainer.world_size > 1:  # every rank must stop together, or the others hang
             bad = trainer.strategy.reduce_boolean_decision(bad, all=False)
         if bad:
             raise RunDiverged(int(step), value)
@@ -174,18 +205,19 @@ class InterruptCheckpoint(OnExceptionCheckpoint):
     """Ctrl-C leaves a checkpoint to resume from, even in the middle of an epoch; a diverged
     or crashed run leaves none (its weights may be NaN). ``saved`` says where it went.
 
-    During training the first Ctrl-C takes effect at the start of the next training step: a
-    KeyboardInterrupt raised anywhere else could land after a step's optimiser update but
-    before Lightning counts the step, and the resumed run would train that batch twice. A
+    During training the first Ctrl-C takes effect when the next call of the training step
+    starts (within ``steps_per_call`` steps): a KeyboardInterrupt raised anywhere else could
+    land after a step's optimiser update but before Lightning counts the step, and the
+    resumed run would train that batch twice. A
     second Ctrl-C stops at once. Under DDP the ranks agree on stopping (a collective, so a
-    host sync on GPUs) only every ``sync_every_n_steps`` steps, all at the same step.
+    host sync on GPUs) only once every ``sync_every_n_steps`` steps, all at the same step.
     """
 
     def __init__(
         self, dirpath: str, filename: str = "interrupted", sync_every_n_steps: int = 50
     ) -> None:
         super().__init__(dirpath, filename)
-        self.sync_every_n_steps = sync_every_n_steps
+        self.cadence = Cadence(sync_every_n_steps)
         self.saved: str | None = None
         self._requested = False
         self._previous: Any = None
@@ -202,7 +234,7 @@ class InterruptCheckpoint(OnExceptionCheckpoint):
     def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
         stop = self._requested
         if trainer.world_size > 1:  # every rank stops at the same step, or the others hang
-            if trainer.global_step % self.sync_every_n_steps:
+            if not self.cadence.due(trainer.global_step):
                 return
             stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
         if stop:

@@ -27,6 +27,7 @@ from seqnets.checkpoints import load_checkpoint, rebuild
 from seqnets.data.images import prepare, redraw_as_user, save_user_image
 from seqnets.data.synthetic import check_length_range
 from seqnets.errors import EXIT_USAGE, ConfigError, check_int
+from seqnets.models.module import logged_scores
 from seqnets.runtime import environment, resolve_threads
 from seqnets.sweeps import cli
 
@@ -100,7 +101,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "cell": config.model.cell,
         "hidden": config.model.hidden,
         "seed": config.seed,
-        "test": {k: float(v) for k, v in test.items()},
+        "test": logged_scores(test),
         "num_parameters": sum(p.numel() for p in module.parameters()),
         **analysis.results,
         **environment(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import platform
 from importlib.metadata import PackageNotFoundError, version
@@ -38,6 +39,24 @@ def resolve_threads(threads: int | None, launcher: Any = None, processes: int = 
     if threads is not None:  # every command's own value (train checks it before any work)
         return check_int("threads", threads, 1)
     return max(1, available_cores() // (side_by_side(launcher) * max(1, processes)))
+
+
+def skip_failing_nvml_check() -> None:
+    """Drop ``PYTORCH_NVML_BASED_CUDA_CHECK`` where NVML cannot load (no NVIDIA driver).
+
+    Lightning sets it on import, so that asking whether CUDA is there never initialises CUDA
+    (which would poison forked processes). torch then asks NVML on every
+    ``torch.cuda.is_available()``, which Adam and AdamW call in every step; without a driver
+    the library fails to load each time (the loader searches for it anew: ~0.1 ms per step
+    here) before torch falls back to the CUDA runtime's count anyway, so the variable buys
+    nothing there. Where NVML loads (a GPU machine) it stays.
+    """
+    if os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") != "1":
+        return
+    try:
+        ctypes.CDLL("libnvidia-ml.so.1")
+    except OSError:
+        del os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"]
 
 
 def environment() -> dict[str, Any]:

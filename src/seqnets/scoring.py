@@ -8,6 +8,7 @@ from contextlib import contextmanager
 
 import torch
 
+from seqnets.data.base import prepare_batch
 from seqnets.data.batching import Batch
 from seqnets.models.module import SequenceModule
 
@@ -28,8 +29,7 @@ def evaluating(module: SequenceModule) -> Iterator[SequenceModule]:
 def forward_batch(module: SequenceModule, datamodule, batch: Batch) -> tuple[torch.Tensor, Batch]:
     """Logits and the batch as the model saw it, both on the module's device: the batch is
     moved and prepared (e.g. normalised) exactly as the Trainer prepares it."""
-    batch = datamodule.transfer_batch_to_device(batch, module.device, 0)
-    batch = datamodule.on_after_batch_transfer(batch, 0)
+    batch = prepare_batch(datamodule, batch, module.device)
     with evaluating(module):
         return module(batch["x"], batch.get("lengths")), batch
 

@@ -26,7 +26,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar, Timer
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, Timer
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig
 
@@ -41,8 +41,8 @@ from seqnets.errors import (
     ConfigError,
     RunDiverged,
 )
-from seqnets.models.module import SequenceModule
-from seqnets.runtime import environment, resolve_threads
+from seqnets.models.module import SequenceModule, logged_scores
+from seqnets.runtime import environment, resolve_threads, skip_failing_nvml_check
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,6 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, SequenceModule, L.Tra
     module = SequenceModule.from_config(cfg, datamodule.num_features)
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
-    if not loggers:  # e.g. ~logger: a learning-rate monitor would have nowhere to write
-        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses a bar then
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
@@ -79,6 +77,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     warn_long_training(cfg)
     launcher = HydraConfig.get().launcher if HydraConfig.initialized() else None
     torch.set_num_threads(resolve_threads(cfg.get("threads"), launcher, _processes(cfg)))
+    skip_failing_nvml_check()
     L.seed_everything(cfg.seed, workers=True)
     datamodule, module, trainer = build(cfg)
     callbacks = trainer.callbacks
@@ -106,6 +105,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     checkpoint = first_of_type(callbacks, ModelCheckpoint)
     best_path = getattr(checkpoint, "best_model_path", "") or None
     history = first_of_type(callbacks, History)
+    # Read now too: testing restores the history saved in the best checkpoint, which ends at
+    # the best epoch (the last one, often, but not when a later epoch did worse).
+    epochs, steps = (list(history.epochs), history.steps) if history else ([], [])
     analysis = first_of_type(callbacks, TestAnalysis)
 
     test, test_wall = {}, 0.0
@@ -119,8 +121,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         test_wall = time.perf_counter() - start
 
     best_score = getattr(checkpoint, "best_model_score", None)
-    if best_score is None and history:  # checkpointing switched off: best epoch by monitor
-        scores = [row[cfg.task.monitor] for row in history.epochs if cfg.task.monitor in row]
+    if best_score is None and epochs:  # checkpointing switched off: best epoch by monitor
+        scores = [row[cfg.task.monitor] for row in epochs if cfg.task.monitor in row]
         best_score = (max if cfg.task.monitor_mode == "max" else min)(scores, default=None)
     metrics |= {
         "task": cfg.task.name,
@@ -131,7 +133,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         "best_val": float(best_score) if best_score is not None else None,
         "best_checkpoint": best_path,
         "resumed_from": cfg.get("ckpt_path"),
-        "test": {k: float(v) for k, v in test.items()},
+        "test": logged_scores(test),
         "epochs_trained": trainer.current_epoch,
         "steps_trained": trainer.global_step,
         "train_time_s": train_time,
@@ -139,8 +141,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         "fit_wall_s": fit_wall,
         "test_wall_s": test_wall,
         "num_parameters": sum(p.numel() for p in module.parameters()),
-        "history": history.epochs if history else [],
-        "train_loss_steps": history.steps if history else [],
+        "history": epochs,
+        "train_loss_steps": steps,
         **(analysis.results if analysis and test else {}),
         **environment(),
         "config": module.hparams["config"],

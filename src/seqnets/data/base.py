@@ -7,8 +7,17 @@ import torch
 from matplotlib.figure import Figure
 from torch.utils.data import DataLoader
 
-from seqnets.data.batching import Batch, tensor_loader
+from seqnets.data.batching import Batch, EpochSampler, tensor_loader
 from seqnets.errors import check_int
+
+
+def prepare_batch(datamodule: L.LightningDataModule, batch: Batch, device: torch.device) -> Batch:
+    """A batch as the model sees it: moved to ``device`` and prepared (e.g. normalised) by
+    the DataModule's own hooks, as the Trainer prepares the batches it fetches itself. The
+    training step fetches its own (several per call), and scoring outside the Trainer has
+    no Trainer to do it."""
+    batch = datamodule.transfer_batch_to_device(batch, device, 0)
+    return datamodule.on_after_batch_transfer(batch, 0)
 
 
 class TensorDataModule(L.LightningDataModule):
@@ -25,6 +34,7 @@ class TensorDataModule(L.LightningDataModule):
         self.seed = seed
         self.splits: dict[str, Batch] = {}
         self._resume: dict[str, int] | None = None
+        self._train_sampler: EpochSampler | None = None
 
     def transfer_batch_to_device(
         self, batch: Batch, device: torch.device, dataloader_idx: int
@@ -37,25 +47,21 @@ class TensorDataModule(L.LightningDataModule):
 
     def state_dict(self) -> dict[str, int]:
         """Where training stands within its epoch, saved in every checkpoint: a run resumed
-        from the middle of an epoch skips the batches it already trained on."""
-        trainer = self.trainer
-        if trainer is None:
+        from the middle of an epoch skips the items it already trained on."""
+        sampler = self._train_sampler
+        if self.trainer is None or sampler is None:
             return {}
-        loop = trainer.fit_loop
-        return {
-            "epoch": trainer.current_epoch,
-            "batches": loop.epoch_loop.batch_progress.current.completed,
-        }
+        return {"epoch": sampler.epoch, "items": sampler.consumed}
 
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
         self._resume = state_dict or None
 
-    def resumable(self, loader: DataLoader, items_per_batch: int) -> DataLoader:
-        """``loader`` told where a restored run stands (see ``state_dict``)."""
+    def resumable(self, loader: DataLoader) -> DataLoader:
+        """``loader`` (the training loader) told where a restored run stands, and watched
+        for where it stands now (see ``state_dict``)."""
+        self._train_sampler = loader.sampler
         if self._resume:
-            loader.sampler.resume_at(
-                self._resume["epoch"], self._resume["batches"] * items_per_batch
-            )
+            loader.sampler.resume_at(self._resume["epoch"], self._resume["items"])
             self._resume = None
         return loader
 

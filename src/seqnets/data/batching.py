@@ -1,17 +1,19 @@
 """Batches cut from tensors by indexing, in an order that depends only on (seed, epoch).
 
 A DataLoader over per-item ``__getitem__`` plus ``default_collate`` costs more than the
-recurrent step itself for MNIST-sized inputs; ``__getitems__`` hands the whole index list to
-the dataset, which answers with one fancy-indexing call per tensor. The order of an epoch is
-a function of (seed, epoch), never of the global generator, so a resumed run sees the same
-batches as an uninterrupted one; a run resumed in the middle of an epoch skips the batches it
-already trained on (``EpochSampler.resume_at``). Under DDP each rank takes every
-``world``-th item, so the ranks see disjoint parts of the same epoch and evaluation sets are
-covered exactly once.
+recurrent step itself for MNIST-sized inputs: here the sampler hands out each batch's
+positions as one tensor slice, and the dataset answers with one fancy-indexing call per
+tensor. The order of an epoch is a function of (seed, epoch), never of the global generator,
+so a resumed run sees the same batches as an uninterrupted one; a run resumed in the middle
+of an epoch skips the batches it already trained on (``EpochSampler.consumed`` says where an
+epoch stands, ``resume_at`` goes back there). Under DDP each rank takes every ``world``-th
+item, so the ranks see disjoint parts of the same epoch and evaluation sets are covered
+exactly once.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 
 import torch
@@ -26,7 +28,8 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 class TensorBatches(Dataset):
-    """Equal-length tensors (first dimension = samples) served a whole batch at a time."""
+    """Equal-length tensors (first dimension = samples), indexed a whole batch at a time: item
+    ``idx`` (a tensor of positions) is the batch of those samples."""
 
     def __init__(self, tensors: Batch) -> None:
         sizes = {t.shape[0] for t in tensors.values()}
@@ -40,20 +43,19 @@ class TensorBatches(Dataset):
     def __len__(self) -> int:
         return self.size
 
-    def __getitem__(self, index: int) -> Batch:
-        return {k: v[index] for k, v in self.tensors.items()}
-
-    def __getitems__(self, indices: list[int]) -> Batch:
-        idx = torch.as_tensor(indices)
+    def __getitem__(self, idx: torch.Tensor) -> Batch:
         # The items' positions travel with them, so predictions gathered from several ranks
         # can be put back in order.
         return {k: v[idx] for k, v in self.tensors.items()} | {"index": idx}
 
 
-class EpochSampler(Sampler[int]):
-    """This rank's share of the ``n`` items of an epoch drawn from (seed, epoch); Lightning
-    calls ``set_epoch``. ``resume_at(epoch, items)`` drops the first items of that epoch once
-    (a run resumed mid-epoch continues where the interrupted one stopped).
+class EpochSampler(Sampler):
+    """This rank's share of the ``n`` items of an epoch drawn from (seed, epoch), handed out
+    one at a time or, with ``batch_size``, as tensors of up to that many positions (one
+    slice per batch, not a Python int per item); Lightning calls ``set_epoch``.
+    ``resume_at(epoch, items)`` drops the first items of that epoch once (a run resumed
+    mid-epoch continues where the interrupted one stopped); ``consumed`` counts the items of
+    this epoch handed out so far.
 
     The order is computed when the first item is asked for, not when the iterator is made:
     Lightning makes the first epoch's iterator before a resumed run's epoch is restored.
@@ -63,37 +65,52 @@ class EpochSampler(Sampler[int]):
 
     even = False  # whether every rank gets the same number of items
 
-    def __init__(self, n: int, seed: int = 0, rank: int = 0, world: int = 1) -> None:
+    def __init__(
+        self, n: int, seed: int = 0, rank: int = 0, world: int = 1, batch_size: int | None = None
+    ) -> None:
         self.n, self.seed, self.epoch = n, seed, 0
         self.rank, self.world = rank, world
+        self.batch_size = batch_size
         self._resume: tuple[int, int] | None = None
+        self.consumed = 0
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        self.epoch, self.consumed = epoch, 0
 
     def resume_at(self, epoch: int, items: int) -> None:
         self._resume = (epoch, items)
 
-    def order(self) -> list[int]:
-        """All ``n`` items of this epoch, before sharding."""
+    def order(self) -> torch.Tensor:
+        """All ``n`` items of this epoch, before sharding (int64)."""
         raise NotImplementedError
 
-    def __iter__(self) -> Iterator[int]:
-        items = self.order()[self.rank :: self.world][: len(self)]
+    def num_items(self) -> int:
+        """This rank's items per epoch."""
+        return self.n // self.world if self.even else len(range(self.rank, self.n, self.world))
+
+    def __iter__(self) -> Iterator[int | torch.Tensor]:
+        items = self.order()[self.rank :: self.world][: self.num_items()]
+        start = 0
         if self._resume is not None and self._resume[0] == self.epoch:
-            items = items[self._resume[1] :]
+            start = self._resume[1]
             self._resume = None
-        yield from items
+        self.consumed = start
+        step = self.batch_size or 1
+        for begin in range(start, len(items), step):
+            # Counted as handed out: the loader asks for nothing before its batch is due.
+            self.consumed = min(begin + step, len(items))
+            yield int(items[begin]) if self.batch_size is None else items[begin : begin + step]
 
     def __len__(self) -> int:
-        return self.n // self.world if self.even else len(range(self.rank, self.n, self.world))
+        """Items per epoch, or batches with ``batch_size``."""
+        return math.ceil(self.num_items() / (self.batch_size or 1))
 
 
 class InOrder(EpochSampler):
     """``range(n)``: evaluation sets, in order."""
 
-    def order(self) -> list[int]:
-        return list(range(self.n))
+    def order(self) -> torch.Tensor:
+        return torch.arange(self.n)
 
 
 class EpochShuffle(EpochSampler):
@@ -101,9 +118,9 @@ class EpochShuffle(EpochSampler):
 
     even = True
 
-    def order(self) -> list[int]:
+    def order(self) -> torch.Tensor:
         g = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
-        return torch.randperm(self.n, generator=g).tolist()
+        return torch.randperm(self.n, generator=g)
 
 
 def _as_is(batch: Batch) -> Batch:
@@ -121,8 +138,9 @@ def tensor_loader(
     """A DataLoader over in-memory tensors; shuffled per (seed, epoch) when ``shuffle``."""
     dataset = TensorBatches(tensors)
     kind = EpochShuffle if shuffle else InOrder
-    sampler = kind(len(dataset), seed, rank, world)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=_as_is)
+    sampler = kind(len(dataset), seed, rank, world, batch_size=batch_size)
+    # The sampler hands out whole batches of positions: no batching or collating left to do.
+    return DataLoader(dataset, batch_size=None, sampler=sampler, collate_fn=_as_is)
 
 
 class GeneratedBatches(Dataset):
@@ -140,9 +158,9 @@ class BatchSeeds(EpochSampler):
 
     even = True
 
-    def order(self) -> list[int]:
+    def order(self) -> torch.Tensor:
         base = epoch_seed(self.seed, self.epoch) * 100_003
-        return [(base + step) % (2**63) for step in range(self.n)]
+        return torch.tensor([(base + step) % (2**63) for step in range(self.n)])
 
 
 def generated_loader(
@@ -154,4 +172,4 @@ def generated_loader(
 ) -> DataLoader:
     """A DataLoader whose every batch is freshly generated, reproducibly per (seed, epoch, step)."""
     sampler = BatchSeeds(num_batches, seed, rank, world)
-    return DataLoader(GeneratedBatches(make), batch_size=None, sampler=sampler)
+    return DataLoader(GeneratedBatches(make), batch_size=None, sampler=sampler, collate_fn=_as_is)

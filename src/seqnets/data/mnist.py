@@ -157,7 +157,7 @@ class MNISTDataModule(TensorDataModule):
         loader = tensor_loader(
             self.splits["train"], self.batch_size, shuffle=True, seed=self.seed, **self.shard()
         )
-        return self.resumable(loader, items_per_batch=self.batch_size)
+        return self.resumable(loader)
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (batch, 28, 28) -> float rows normalised with MNIST's mean and std."""

@@ -70,7 +70,7 @@ class SyntheticDataModule(TensorDataModule):
 
     def train_dataloader(self) -> DataLoader:
         loader = generated_loader(self.train_batch, self.train_batches, self.seed, **self.shard())
-        return self.resumable(loader, items_per_batch=1)
+        return self.resumable(loader)
 
     def length_set(self, length: int) -> Batch:
         """``eval_samples`` sequences all of ``length``, fixed for a given ``data_seed``."""

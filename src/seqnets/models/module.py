@@ -4,22 +4,40 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.plugins.precision import Precision
+from lightning.pytorch.strategies import Strategy
+from lightning.pytorch.utilities.model_helpers import is_overridden
+from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
 
-from seqnets.errors import check_real
+from seqnets.data.base import prepare_batch
+from seqnets.errors import check_int, check_real
 from seqnets.models.backbone import RecurrentBackbone
-from seqnets.models.objectives import Batch, BitSequence, Classification
+from seqnets.models.objectives import Batch, Objective
 
-Objective = Classification | BitSequence
 STAGES = ("train", "val", "test")
+# The training step draws its own batches, several per call. Lightning warns, every run,
+# that this signature is experimental, that hooks then see the last batch's index, and that
+# gradient accumulation would not work: hooks get the batch index they need, accumulation
+# is refused up front (seqnets.checks), and tests/test_steps_per_call.py checks the rest.
+warnings.filterwarnings(
+    "ignore",
+    message="You are using the `dataloader_iter` step flavor",
+    category=PossibleUserWarning,
+)
+warnings.filterwarnings("ignore", message="Found `dataloader_iter` argument in the `training_step`")
+# Logged with the epoch metrics: Lightning's loggers take "step" as their x value, and
+# "epoch" is Lightning's usual companion curve. Neither is a score.
+AXES = ("step", "epoch")
 
 
 class SequenceModule(L.LightningModule):
@@ -29,6 +47,14 @@ class SequenceModule(L.LightningModule):
     parameters and, for one-cycle schedules, the step count, which only the Trainer knows.
     ``config`` is the run's resolved config: it travels in every checkpoint so that a checkpoint
     alone can rebuild its task, model and data.
+
+    Training takes up to ``steps_per_call`` optimiser steps per call of ``training_step``
+    (Lightning's manual optimisation, batches drawn from ``dataloader_iter``): Lightning's
+    per-call machinery (every callback's hooks, progress tracking, the fetcher) costs about
+    as much as a small model's whole step on a CPU, and is paid once per call. Each step is
+    still a step of its own: ``global_step``, the schedule, the metrics and the loss history
+    count every one, and ``limit_train_batches`` counts batches. ``gradient_clip`` is the
+    gradients' maximum norm (None: no clipping), applied after mixed precision unscales them.
     """
 
     def __init__(
@@ -38,10 +64,17 @@ class SequenceModule(L.LightningModule):
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
         l2: float = 0.0,
+        gradient_clip: float | None = None,
+        steps_per_call: int = 1,
         config: dict | None = None,
     ) -> None:
         super().__init__()
+        self.automatic_optimization = False
         self.l2 = check_real("l2", l2, 0.0)
+        self.gradient_clip = (
+            None if gradient_clip is None else check_real("task.gradient_clip", gradient_clip, 0.0)
+        )
+        self.steps_per_call = check_int("steps_per_call", steps_per_call, 1)
         lr = getattr(optimizer, "keywords", {}).get("lr")
         if lr is not None:
             # Checked here, before any data is read, rather than when the Trainer starts.
@@ -59,6 +92,8 @@ class SequenceModule(L.LightningModule):
         )
         self.test_outputs: dict[str, torch.Tensor] = {}
         self._test_parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self._scheduler_interval: str | None = None  # "step" or "epoch", once configured
+        self._plain_backward = False  # see plain_backward(), decided when training starts
 
     @classmethod
     def from_config(cls, cfg: DictConfig, input_size: int) -> SequenceModule:
@@ -70,6 +105,8 @@ class SequenceModule(L.LightningModule):
             optimizer=instantiate(cfg.optimizer),
             scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
             l2=cfg.l2,
+            gradient_clip=cfg.task.gradient_clip,
+            steps_per_call=cfg.get("steps_per_call", 1),
             config=OmegaConf.to_container(cfg, resolve=True),
         )
 
@@ -91,39 +128,106 @@ class SequenceModule(L.LightningModule):
         """Sum of squared weights, biases excluded, as in report A's L2 run."""
         return sum(p.pow(2).sum() for p in self.parameters() if p.ndim >= 2)
 
-    def _step(self, batch: Batch, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Loss and predictions of one batch; the stage's metrics are updated on the device.
-
-        Nothing is logged per step here: Lightning's ``self.log`` costs about as much as a
-        small model's whole step, so epoch values are computed once per epoch from the
-        metrics (which also synchronise themselves across DDP ranks).
-        """
+    def _forward_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The logits of one batch and the objective's loss."""
         logits = self(batch["x"], batch.get("lengths"))
-        loss = self.objective.loss(logits, batch)
-        preds = self.objective.predict(logits)
+        return logits, self.objective.loss(logits, batch)
+
+    def _update(
+        self, stage: str, preds: torch.Tensor, batch: Batch, losses: torch.Tensor, sizes: list[int]
+    ) -> None:
+        """The stage's metrics, updated on the device with the predictions for ``batch``
+        (one or several batches merged) and the batches' losses. Losses are expanded to one
+        value per sequence so that the epoch mean weights sequences equally (MeanMetric
+        drops its weight argument when NaN checks are off, and they are off so that a
+        diverged loss shows as NaN)."""
         metrics = self.stage_metrics[f"{stage}_"]
         with torch.no_grad():
             self.objective.update(metrics, preds, batch)
-            # Expanded to one value per sequence, so the epoch mean weights sequences equally
-            # (MeanMetric drops its weight argument when NaN checks are off).
-            metrics["loss"].update(loss.detach().expand(batch["x"].shape[0]))
-        return loss, preds
+            repeats = torch.as_tensor(sizes, device=losses.device)
+            metrics["loss"].update(losses.detach().repeat_interleave(repeats))
 
-    def training_step(self, batch: Batch, batch_idx: int) -> dict[str, torch.Tensor]:
-        loss, _ = self._step(batch, "train")
-        trainer = self._trainer
-        if trainer is not None and (self.global_step + 1) % trainer.log_every_n_steps == 0:
-            # Only on the steps the logger writes: TensorBoard's per-step curve.
-            self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False)
+    def training_losses(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A training batch's logits, its objective loss (what curves and the history show)
+        and the loss that is minimised (with the L2 penalty, when there is one)."""
+        logits, loss = self._forward_step(batch)
         total = loss + self.l2 * self.l2_penalty() if self.l2 else loss
-        # The objective's loss (without the L2 term) is what curves and history show.
-        return {"loss": total, "objective_loss": loss.detach()}
+        return logits, loss, total
+
+    def training_step(self, dataloader_iter: Iterator) -> dict[str, torch.Tensor] | None:
+        """Up to ``steps_per_call`` optimiser steps, one per batch drawn from the iterator
+        (fewer at the end of an epoch, or of ``trainer.max_steps``). Returns the steps'
+        objective losses, in order: the callbacks read each step's loss from them.
+
+        The metrics are updated once per call, with every batch's predictions; epoch values
+        are computed from them once per epoch (synchronised across DDP ranks). Nothing goes
+        through ``self.log`` per step, which costs about as much as a small model's step
+        and would put the value at Lightning's count of calls: the per-step curves are
+        written to the loggers directly, at the steps ``log_every_n_steps`` names."""
+        trainer = self.trainer
+        optimizer = self.optimizers()
+        scheduler = self.lr_schedulers() if self._scheduler_interval == "step" else None
+        budget = self.steps_per_call
+        if trainer.max_steps > 0:
+            budget = min(budget, trainer.max_steps - self.global_step)
+        every = trainer.log_every_n_steps if self.loggers else 0
+        losses, sizes, scored, logged = [], [], [], []
+        for _ in range(budget):
+            try:
+                batch, _, _ = next(dataloader_iter)
+            except StopIteration:
+                break
+            batch = trainer.precision_plugin.convert_input(batch)
+            batch = prepare_batch(trainer.datamodule, batch, self.device)
+            logits, loss, total = self.training_losses(batch)
+            lr = optimizer.param_groups[0]["lr"]
+            optimizer.zero_grad()
+            if self._plain_backward:
+                total.backward()
+            else:
+                self.manual_backward(total)
+            optimizer.step()  # clipping: in on_before_optimizer_step
+            if scheduler is not None:
+                scheduler.step()
+            loss = loss.detach()
+            losses.append(loss)
+            sizes.append(batch["x"].shape[0])
+            scored.append((logits.detach(), {k: v for k, v in batch.items() if k != "x"}))
+            if every and self.global_step % every == 0:
+                logged.append((self.global_step, loss, lr))
+            # A diverged step ends the call, so the divergence guard stops the run at that
+            # step (reading the loss is free on a CPU; on a GPU the guard finds the step).
+            if loss.device.type == "cpu" and not torch.isfinite(loss):
+                break
+        if not losses:
+            return None
+        stacked = torch.stack(losses)
+        logits, batch = self.objective.merge(scored)
+        self._update("train", self.objective.predict(logits), batch, stacked, sizes)
+        for step, loss, lr in logged:  # TensorBoard's per-step curves, at the real step
+            for logger in self.loggers:
+                logger.log_metrics({"train/loss_step": float(loss), "train/lr": lr}, step=step)
+        return {"losses": stacked}
+
+    def on_train_start(self) -> None:
+        self._plain_backward = plain_backward(self.trainer)
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # Called inside optimizer.step(), after mixed precision has unscaled the gradients.
+        if self.gradient_clip:
+            self.clip_gradients(optimizer, self.gradient_clip, gradient_clip_algorithm="norm")
+
+    def _evaluation_step(self, batch: Batch, stage: str) -> torch.Tensor:
+        logits, loss = self._forward_step(batch)
+        preds = self.objective.predict(logits)
+        self._update(stage, preds, batch, loss.reshape(1), [batch["x"].shape[0]])
+        return preds
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self._step(batch, "val")
+        self._evaluation_step(batch, "val")
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
-        _, preds = self._step(batch, "test")
+        preds = self._evaluation_step(batch, "test")
         if self.objective.keeps_test_predictions:
             index = batch.get("index", torch.full_like(batch["y"], -1))
             self._test_parts.append((index.detach(), preds.detach(), batch["y"].detach()))
@@ -136,11 +240,19 @@ class SequenceModule(L.LightningModule):
     def _log_epoch(self, stage: str) -> None:
         metrics = self.stage_metrics[f"{stage}_"]
         if metrics["loss"].update_called:
-            self.log_dict(self.epoch_metrics(stage), on_step=False, on_epoch=True)
+            # Logged once per epoch, already reduced: no batch size to weight by.
+            values = self.epoch_metrics(stage)
+            self.log_dict(values, on_step=False, on_epoch=True, batch_size=1)
+            # The x-axis of these curves: the optimiser step (Lightning would use its count
+            # of training-step calls, which is not the step when a call takes several).
+            axes = {"step": float(self.global_step), "epoch": float(self.current_epoch)}
+            self.log_dict(axes, on_step=False, on_epoch=True, batch_size=1)
         metrics.reset()
 
     def on_train_epoch_end(self) -> None:
         self._log_epoch("train")
+        if self._scheduler_interval == "epoch":
+            self.lr_schedulers().step()
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch("val")
@@ -180,14 +292,48 @@ class SequenceModule(L.LightningModule):
                 self.trainer.estimated_stepping_batches / max(1, self.trainer.max_epochs)
             )
             scheduler = self.scheduler_factory(optimizer, steps_per_epoch=per_epoch)
-            interval = "step"
+            self._scheduler_interval = "step"
         else:
             scheduler = self.scheduler_factory(optimizer)
-            interval = "epoch"
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": interval},
-        }
+            self._scheduler_interval = "epoch"
+        # Stepped by training_step (per step) or at the epoch's end: manual optimisation.
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+
+def plain_backward(trainer: L.Trainer) -> bool:
+    """Whether Lightning's ``manual_backward`` would do nothing but ``loss.backward()`` in
+    this run: no strategy work around it (DDP prepares its gradient reducer there), the
+    plain precision's backward (mixed precision scales the loss there), and no callback or
+    module hook on either side of it. Then the training step calls ``backward`` itself and
+    saves the hooks' cost, a few percent of a small model's step on a CPU."""
+    strategy, precision, module = (
+        trainer.strategy,
+        trainer.precision_plugin,
+        trainer.lightning_module,
+    )
+    if any(
+        is_overridden(name, strategy, Strategy)
+        for name in ("backward", "pre_backward", "post_backward")
+    ):
+        return False
+    if any(
+        is_overridden(name, precision, Precision)
+        for name in ("pre_backward", "backward", "post_backward")
+    ):
+        return False
+    hooks = ("on_before_backward", "on_after_backward")
+    if any(
+        is_overridden(hook, callback, L.Callback)
+        for callback in trainer.callbacks
+        for hook in hooks
+    ):
+        return False
+    return not any(is_overridden(name, module, L.LightningModule) for name in (*hooks, "backward"))
+
+
+def logged_scores(results: dict[str, Any]) -> dict[str, float]:
+    """What ``trainer.test`` returns, as plain numbers, without the axes logged with them."""
+    return {key: float(value) for key, value in results.items() if key not in AXES}
 
 
 def gather_ragged(module: L.LightningModule, values: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,19 @@ Batch = dict[str, torch.Tensor]
 PAD = -1  # target value of padded steps, ignored by the bit metrics
 
 
-class Classification:
+class Objective:
+    """What every objective has. ``merge`` joins several batches' logits and targets into
+    one batch's: the training step scores all the batches of a call at once, since a
+    torchmetrics update costs about as much as a small model's whole step."""
+
+    def merge(self, parts: list[tuple[torch.Tensor, Batch]]) -> tuple[torch.Tensor, Batch]:
+        raise NotImplementedError
+
+    def update(self, metrics: MetricCollection, preds: torch.Tensor, batch: Batch) -> None:
+        raise NotImplementedError
+
+
+class Classification(Objective):
     """One label per sequence, read from the final state: MNIST rows, index memory."""
 
     readout = "last"
@@ -49,11 +61,18 @@ class Classification:
             compute_groups=False,
         )
 
+    def merge(self, parts: list[tuple[torch.Tensor, Batch]]) -> tuple[torch.Tensor, Batch]:
+        if len(parts) == 1:
+            return parts[0]
+        return torch.cat([logits for logits, _ in parts]), {
+            "y": torch.cat([batch["y"] for _, batch in parts])
+        }
+
     def update(self, metrics: MetricCollection, preds: torch.Tensor, batch: Batch) -> None:
         metrics["acc"].update(preds, batch["y"])
 
 
-class BitSequence:
+class BitSequence(Objective):
     """One bit per step, read at every step through a sigmoid: binary addition.
 
     ``loss="ce"`` is binary cross-entropy on the logit; ``loss="mse"`` is the squared error
@@ -107,6 +126,21 @@ class BitSequence:
             },
             compute_groups=False,
         )
+
+    def merge(self, parts: list[tuple[torch.Tensor, Batch]]) -> tuple[torch.Tensor, Batch]:
+        """Sums of different lengths, padded to the longest (the padding marked by
+        ``lengths``, so the metrics skip it)."""
+        if len(parts) == 1:
+            return parts[0]
+        longest = max(logits.shape[1] for logits, _ in parts)
+        logits, targets, lengths = [], [], []
+        for part, batch in parts:
+            pad = longest - part.shape[1]
+            logits.append(F.pad(part, (0, 0, 0, pad)))
+            targets.append(F.pad(batch["y"], (0, pad), value=PAD))
+            rows = batch["y"].shape[0]
+            lengths.append(batch.get("lengths", torch.full((rows,), part.shape[1])))
+        return torch.cat(logits), {"y": torch.cat(targets), "lengths": torch.cat(lengths)}
 
     def update(self, metrics: MetricCollection, preds: torch.Tensor, batch: Batch) -> None:
         target, mask = batch["y"], self.mask(batch)
