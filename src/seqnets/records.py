@@ -44,6 +44,7 @@ RUN_ENTRIES = (
 VOLATILE = (
     "paths",
     "threads",
+    "steps_per_call",  # the same steps, taken several per call (tests/test_steps_per_call.py)
     "ckpt_path",
     "callbacks.progress_bar",
     "trainer.enable_progress_bar",
