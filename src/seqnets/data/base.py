@@ -5,9 +5,8 @@ from __future__ import annotations
 import lightning as L
 import torch
 from matplotlib.figure import Figure
-from torch.utils.data import DataLoader
 
-from seqnets.data.batching import Batch, EpochSampler, tensor_loader
+from seqnets.data.batching import Batch, BatchLoader, EpochSampler, tensor_loader
 from seqnets.errors import check_int
 
 
@@ -56,7 +55,7 @@ class TensorDataModule(L.LightningDataModule):
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
         self._resume = state_dict or None
 
-    def resumable(self, loader: DataLoader) -> DataLoader:
+    def resumable(self, loader: BatchLoader) -> BatchLoader:
         """``loader`` (the training loader) told where a restored run stands, and watched
         for where it stands now (see ``state_dict``)."""
         self._train_sampler = loader.sampler
@@ -78,10 +77,10 @@ class TensorDataModule(L.LightningDataModule):
             return {"rank": 0, "world": 1}
         return {"rank": trainer.global_rank, "world": trainer.world_size}
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> BatchLoader:
         return tensor_loader(self.splits["val"], self.eval_batch_size, **self.shard())
 
-    def test_dataloader(self) -> DataLoader:
+    def test_dataloader(self) -> BatchLoader:
         return tensor_loader(self.splits["test"], self.eval_batch_size, **self.shard())
 
     def sample_batch(self) -> Batch:

@@ -2,22 +2,22 @@
 
 A DataLoader over per-item ``__getitem__`` plus ``default_collate`` costs more than the
 recurrent step itself for MNIST-sized inputs: here the sampler hands out each batch's
-positions as one tensor slice, and the dataset answers with one fancy-indexing call per
-tensor. The order of an epoch is a function of (seed, epoch), never of the global generator,
-so a resumed run sees the same batches as an uninterrupted one; a run resumed in the middle
-of an epoch skips the batches it already trained on (``EpochSampler.consumed`` says where an
-epoch stands, ``resume_at`` goes back there). Under DDP each rank takes every ``world``-th
-item, so the ranks see disjoint parts of the same epoch and evaluation sets are covered
-exactly once.
+positions as one tensor slice, cut with one fancy-indexing call per tensor. The order of an
+epoch is a function of (seed, epoch), never of the global generator, so a resumed run sees
+the same batches as an uninterrupted one; a run resumed in the middle of an epoch skips the
+batches it already trained on (``EpochSampler.consumed`` says where an epoch stands,
+``resume_at`` goes back there). Under DDP each rank takes every ``world``-th item, so the
+ranks see disjoint parts of the same epoch and evaluation sets are covered exactly once.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import Sampler
 
 Batch = dict[str, torch.Tensor]
 
@@ -27,9 +27,9 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch) % (2**63)
 
 
-class TensorBatches(Dataset):
-    """Equal-length tensors (first dimension = samples), indexed a whole batch at a time: item
-    ``idx`` (a tensor of positions) is the batch of those samples."""
+class TensorBatches:
+    """Equal-length tensors (first dimension = samples), cut a whole batch at a time: called
+    with a tensor of positions, it returns the batch of those samples."""
 
     def __init__(self, tensors: Batch) -> None:
         sizes = {t.shape[0] for t in tensors.values()}
@@ -43,10 +43,30 @@ class TensorBatches(Dataset):
     def __len__(self) -> int:
         return self.size
 
-    def __getitem__(self, idx: torch.Tensor) -> Batch:
+    def __call__(self, idx: torch.Tensor) -> Batch:
         # The items' positions travel with them, so predictions gathered from several ranks
         # can be put back in order.
         return {k: v[idx] for k, v in self.tensors.items()} | {"index": idx}
+
+
+class BatchLoader:
+    """One batch per item of ``sampler``, made by ``make(item)``: a tensor of positions cut
+    from tensors, or a seed for a batch made on the fly. A DataLoader would add nothing
+    here (batches are whole already, nothing to collate, no workers needed for data held as
+    tensors) but its per-batch machinery, which costs a few percent of a small model's step;
+    Lightning takes any sized iterable, and finds the sampler (``set_epoch``) here too."""
+
+    # What a DataLoader that hands out its sampler's items as batches has (Lightning looks).
+    batch_sampler = None
+
+    def __init__(self, make: Callable[[Any], Batch], sampler: EpochSampler) -> None:
+        self.make, self.sampler = make, sampler
+
+    def __iter__(self) -> Iterator[Batch]:
+        return map(self.make, self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
 
 
 class EpochSampler(Sampler):
@@ -123,10 +143,6 @@ class EpochShuffle(EpochSampler):
         return torch.randperm(self.n, generator=g)
 
 
-def _as_is(batch: Batch) -> Batch:
-    return batch
-
-
 def tensor_loader(
     tensors: Batch,
     batch_size: int,
@@ -134,23 +150,16 @@ def tensor_loader(
     seed: int = 0,
     rank: int = 0,
     world: int = 1,
-) -> DataLoader:
-    """A DataLoader over in-memory tensors; shuffled per (seed, epoch) when ``shuffle``."""
-    dataset = TensorBatches(tensors)
+) -> BatchLoader:
+    """Batches cut from in-memory tensors; shuffled per (seed, epoch) when ``shuffle``."""
+    batches = TensorBatches(tensors)
     kind = EpochShuffle if shuffle else InOrder
-    sampler = kind(len(dataset), seed, rank, world, batch_size=batch_size)
-    # The sampler hands out whole batches of positions: no batching or collating left to do.
-    return DataLoader(dataset, batch_size=None, sampler=sampler, collate_fn=_as_is)
+    return BatchLoader(batches, kind(len(batches), seed, rank, world, batch_size=batch_size))
 
 
-class GeneratedBatches(Dataset):
-    """Item ``s`` is a whole batch made by ``make(generator seeded with s)``: data on the fly."""
-
-    def __init__(self, make: Callable[[torch.Generator], Batch]) -> None:
-        self.make = make
-
-    def __getitem__(self, batch_seed: int) -> Batch:
-        return self.make(torch.Generator().manual_seed(batch_seed))
+def seeded(make: Callable[[torch.Generator], Batch]) -> Callable[[int], Batch]:
+    """``make`` fed a generator seeded with the item: one batch made on the fly per seed."""
+    return lambda batch_seed: make(torch.Generator().manual_seed(batch_seed))
 
 
 class BatchSeeds(EpochSampler):
@@ -169,7 +178,6 @@ def generated_loader(
     seed: int,
     rank: int = 0,
     world: int = 1,
-) -> DataLoader:
-    """A DataLoader whose every batch is freshly generated, reproducibly per (seed, epoch, step)."""
-    sampler = BatchSeeds(num_batches, seed, rank, world)
-    return DataLoader(GeneratedBatches(make), batch_size=None, sampler=sampler, collate_fn=_as_is)
+) -> BatchLoader:
+    """Batches freshly generated, reproducibly per (seed, epoch, step)."""
+    return BatchLoader(seeded(make), BatchSeeds(num_batches, seed, rank, world))

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import torch
 from matplotlib.figure import Figure
-from torch.utils.data import DataLoader
 from torchvision.datasets import MNIST
 
 from seqnets.data.base import TensorDataModule
-from seqnets.data.batching import Batch, tensor_loader
+from seqnets.data.batching import Batch, BatchLoader, tensor_loader
 from seqnets.errors import ConfigError, check_int
 from seqnets.plots import digit_grid, mistakes_grid
 
@@ -153,7 +152,7 @@ class MNISTDataModule(TensorDataModule):
             "test": {"x": data["test_x"], "y": data["test_y"]},
         }
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> BatchLoader:
         loader = tensor_loader(
             self.splits["train"], self.batch_size, shuffle=True, seed=self.seed, **self.shard()
         )

@@ -4,10 +4,9 @@ evaluation sets at any sequence length for accuracy-against-length studies."""
 from __future__ import annotations
 
 import torch
-from torch.utils.data import DataLoader
 
 from seqnets.data.base import TensorDataModule
-from seqnets.data.batching import Batch, generated_loader
+from seqnets.data.batching import Batch, BatchLoader, generated_loader
 from seqnets.errors import ConfigError, check_int
 
 # Offsets keep the fixed evaluation sets' generators apart from each other and from training.
@@ -68,7 +67,7 @@ class SyntheticDataModule(TensorDataModule):
                 "test": self._fixed(self.test_size, TEST_OFFSET),
             }
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> BatchLoader:
         loader = generated_loader(self.train_batch, self.train_batches, self.seed, **self.shard())
         return self.resumable(loader)
 

@@ -129,10 +129,12 @@ class BitSequence(Objective):
 
     def merge(self, parts: list[tuple[torch.Tensor, Batch]]) -> tuple[torch.Tensor, Batch]:
         """Sums of different lengths, padded to the longest (the padding marked by
-        ``lengths``, so the metrics skip it)."""
+        ``lengths``, so the metrics skip it); sums all of one length, as they are."""
         if len(parts) == 1:
             return parts[0]
         longest = max(logits.shape[1] for logits, _ in parts)
+        if all(p.shape[1] == longest and "lengths" not in batch for p, batch in parts):
+            return torch.cat([p for p, _ in parts]), {"y": torch.cat([b["y"] for _, b in parts])}
         logits, targets, lengths = [], [], []
         for part, batch in parts:
             pad = longest - part.shape[1]
