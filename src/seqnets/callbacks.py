@@ -208,9 +208,9 @@ class InterruptCheckpoint(OnExceptionCheckpoint):
     During training the first Ctrl-C takes effect when the next call of the training step
     starts (within ``steps_per_call`` steps): a KeyboardInterrupt raised anywhere else could
     land after a step's optimiser update but before Lightning counts the step, and the
-    resumed run would train that batch twice. A
-    second Ctrl-C stops at once. Under DDP the ranks agree on stopping (a collective, so a
-    host sync on GPUs) only once every ``sync_every_n_steps`` steps, all at the same step.
+    resumed run would train that batch twice. A second Ctrl-C stops at once. Under DDP the
+    ranks agree on stopping (a collective, so a host sync on GPUs) only once every
+    ``sync_every_n_steps`` steps, all at the same step.
     """
 
     def __init__(

@@ -56,7 +56,8 @@ class BatchLoader:
     tensors) but its per-batch machinery, which costs a few percent of a small model's step;
     Lightning takes any sized iterable, and finds the sampler (``set_epoch``) here too."""
 
-    # What a DataLoader that hands out its sampler's items as batches has (Lightning looks).
+    # Lightning reads it, with ``sampler``, to tell a shuffled loader from one in order; a
+    # DataLoader whose sampler hands out whole batches has none either.
     batch_sampler = None
 
     def __init__(self, make: Callable[[Any], Batch], sampler: EpochSampler) -> None:
