@@ -306,29 +306,18 @@ def plain_backward(trainer: L.Trainer) -> bool:
     plain precision's backward (mixed precision scales the loss there), and no callback or
     module hook on either side of it. Then the training step calls ``backward`` itself and
     saves the hooks' cost, a few percent of a small model's step on a CPU."""
-    strategy, precision, module = (
-        trainer.strategy,
-        trainer.precision_plugin,
-        trainer.lightning_module,
-    )
-    if any(
-        is_overridden(name, strategy, Strategy)
-        for name in ("backward", "pre_backward", "post_backward")
-    ):
-        return False
-    if any(
-        is_overridden(name, precision, Precision)
-        for name in ("pre_backward", "backward", "post_backward")
-    ):
-        return False
+
+    def changes(obj: object, parent: type, names: tuple[str, ...]) -> bool:
+        return any(is_overridden(name, obj, parent) for name in names)
+
+    around = ("pre_backward", "backward", "post_backward")
     hooks = ("on_before_backward", "on_after_backward")
-    if any(
-        is_overridden(hook, callback, L.Callback)
-        for callback in trainer.callbacks
-        for hook in hooks
-    ):
-        return False
-    return not any(is_overridden(name, module, L.LightningModule) for name in (*hooks, "backward"))
+    return not (
+        changes(trainer.strategy, Strategy, around)
+        or changes(trainer.precision_plugin, Precision, around)
+        or any(changes(callback, L.Callback, hooks) for callback in trainer.callbacks)
+        or changes(trainer.lightning_module, L.LightningModule, (*hooks, "backward"))
+    )
 
 
 def logged_scores(results: dict[str, Any]) -> dict[str, float]:
