@@ -24,7 +24,12 @@ class Objective:
     torchmetrics update costs about as much as a small model's whole step."""
 
     def merge(self, parts: list[tuple[torch.Tensor, Batch]]) -> tuple[torch.Tensor, Batch]:
-        raise NotImplementedError
+        """Batches whose logits have one shape past the first dimension, joined as they are."""
+        if len(parts) == 1:
+            return parts[0]
+        return torch.cat([logits for logits, _ in parts]), {
+            "y": torch.cat([batch["y"] for _, batch in parts])
+        }
 
     def update(self, metrics: MetricCollection, preds: torch.Tensor, batch: Batch) -> None:
         raise NotImplementedError
@@ -60,13 +65,6 @@ class Classification(Objective):
             },
             compute_groups=False,
         )
-
-    def merge(self, parts: list[tuple[torch.Tensor, Batch]]) -> tuple[torch.Tensor, Batch]:
-        if len(parts) == 1:
-            return parts[0]
-        return torch.cat([logits for logits, _ in parts]), {
-            "y": torch.cat([batch["y"] for _, batch in parts])
-        }
 
     def update(self, metrics: MetricCollection, preds: torch.Tensor, batch: Batch) -> None:
         metrics["acc"].update(preds, batch["y"])
@@ -130,11 +128,9 @@ class BitSequence(Objective):
     def merge(self, parts: list[tuple[torch.Tensor, Batch]]) -> tuple[torch.Tensor, Batch]:
         """Sums of different lengths, padded to the longest (the padding marked by
         ``lengths``, so the metrics skip it); sums all of one length, as they are."""
-        if len(parts) == 1:
-            return parts[0]
         longest = max(logits.shape[1] for logits, _ in parts)
         if all(p.shape[1] == longest and "lengths" not in batch for p, batch in parts):
-            return torch.cat([p for p, _ in parts]), {"y": torch.cat([b["y"] for _, b in parts])}
+            return super().merge(parts)
         logits, targets, lengths = [], [], []
         for part, batch in parts:
             pad = longest - part.shape[1]
