@@ -90,7 +90,7 @@ def test_ctrl_c_mid_epoch_then_resume(tmp_path, uninterrupted):
     deadline = time.monotonic() + 300
     while not best.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    # Into epoch 3: an epoch takes ~0.1 s here, so the run is still well short of its end.
+    # Into epoch 3: epochs take a fraction of a second, so the run is still short of its end.
     time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)

@@ -47,9 +47,9 @@ def skip_failing_nvml_check() -> None:
     Lightning sets it on import, so that asking whether CUDA is there never initialises CUDA
     (which would poison forked processes). torch then asks NVML on every
     ``torch.cuda.is_available()``, which Adam and AdamW call in every step; without a driver
-    the library fails to load each time (the loader searches for it anew: ~0.1 ms per step
-    here) before torch falls back to the CUDA runtime's count anyway, so the variable buys
-    nothing there. Where NVML loads (a GPU machine) it stays.
+    the library fails to load each time (the loader searches for it anew, at a cost that
+    shows in a small model's step) before torch falls back to the CUDA runtime's count
+    anyway, so the variable buys nothing there. Where NVML loads (a GPU machine) it stays.
     """
     if os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") != "1":
         return

@@ -6,7 +6,7 @@ import lightning as L
 import torch
 from matplotlib.figure import Figure
 
-from seqnets.data.batching import Batch, BatchLoader, EpochSampler, tensor_loader
+from seqnets.data.batching import Batch, BatchLoader, tensor_loader
 from seqnets.errors import check_int
 
 
@@ -33,7 +33,6 @@ class TensorDataModule(L.LightningDataModule):
         self.seed = seed
         self.splits: dict[str, Batch] = {}
         self._resume: dict[str, int] | None = None
-        self._train_sampler: EpochSampler | None = None
 
     def transfer_batch_to_device(
         self, batch: Batch, device: torch.device, dataloader_idx: int
@@ -47,8 +46,9 @@ class TensorDataModule(L.LightningDataModule):
     def state_dict(self) -> dict[str, int]:
         """Where training stands within its epoch, saved in every checkpoint: a run resumed
         from the middle of an epoch skips the items it already trained on."""
-        sampler = self._train_sampler
-        if self.trainer is None or sampler is None:
+        trainer = self.trainer
+        sampler = getattr(trainer.train_dataloader, "sampler", None) if trainer else None
+        if sampler is None:
             return {}
         return {"epoch": sampler.epoch, "items": sampler.consumed}
 
@@ -56,9 +56,8 @@ class TensorDataModule(L.LightningDataModule):
         self._resume = state_dict or None
 
     def resumable(self, loader: BatchLoader) -> BatchLoader:
-        """``loader`` (the training loader) told where a restored run stands, and watched
-        for where it stands now (see ``state_dict``)."""
-        self._train_sampler = loader.sampler
+        """``loader`` (the training loader) told where a restored run stands (see
+        ``state_dict``)."""
         if self._resume:
             loader.sampler.resume_at(self._resume["epoch"], self._resume["items"])
             self._resume = None

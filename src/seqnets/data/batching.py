@@ -53,7 +53,7 @@ class BatchLoader:
     """One batch per item of ``sampler``, made by ``make(item)``: a tensor of positions cut
     from tensors, or a seed for a batch made on the fly. A DataLoader would add nothing
     here (batches are whole already, nothing to collate, no workers needed for data held as
-    tensors) but its per-batch machinery, which costs a few percent of a small model's step;
+    tensors) but its per-batch machinery, whose cost a small model's step notices;
     Lightning takes any sized iterable, and finds the sampler (``set_epoch``) here too."""
 
     # Lightning reads it, with ``sampler``, to tell a shuffled loader from one in order; a

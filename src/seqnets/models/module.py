@@ -50,8 +50,9 @@ class SequenceModule(L.LightningModule):
 
     Training takes up to ``steps_per_call`` optimiser steps per call of ``training_step``
     (Lightning's manual optimisation, batches drawn from ``dataloader_iter``): Lightning's
-    per-call machinery (every callback's hooks, progress tracking, the fetcher) costs about
-    as much as a small model's whole step on a CPU, and is paid once per call. Each step is
+    per-call machinery (every callback's hooks, progress tracking, the fetcher) costs about a
+    third of a small model's step on a CPU (``make bench``: the plain Lightning loop against
+    the bare one), and is paid once per call. Each step is
     still a step of its own: ``global_step``, the schedule, the metrics and the loss history
     count every one, and ``limit_train_batches`` counts batches. ``gradient_clip`` is the
     gradients' maximum norm (None: no clipping), applied after mixed precision unscales them.
@@ -161,8 +162,8 @@ class SequenceModule(L.LightningModule):
 
         The metrics are updated once per call, with every batch's predictions; epoch values
         are computed from them once per epoch (synchronised across DDP ranks). Nothing goes
-        through ``self.log`` per step, which costs about as much as a small model's step
-        and would put the value at Lightning's count of calls: the per-step curves are
+        through ``self.log`` per step, which is slow for what it does and would put the
+        value at Lightning's count of calls: the per-step curves are
         written to the loggers directly, at the steps ``log_every_n_steps`` names."""
         trainer = self.trainer
         optimizer = self.optimizers()
@@ -305,7 +306,7 @@ def plain_backward(trainer: L.Trainer) -> bool:
     this run: no strategy work around it (DDP prepares its gradient reducer there), the
     plain precision's backward (mixed precision scales the loss there), and no callback or
     module hook on either side of it. Then the training step calls ``backward`` itself and
-    saves the hooks' cost, a few percent of a small model's step on a CPU."""
+    saves the hooks' cost at every step."""
 
     def changes(obj: object, parent: type, names: tuple[str, ...]) -> bool:
         return any(is_overridden(name, obj, parent) for name in names)

@@ -20,8 +20,8 @@ PAD = -1  # target value of padded steps, ignored by the bit metrics
 
 class Objective:
     """What every objective has. ``merge`` joins several batches' logits and targets into
-    one batch's: the training step scores all the batches of a call at once, since a
-    torchmetrics update costs about as much as a small model's whole step."""
+    one batch's: the training step scores all the batches of a call at once, since each
+    torchmetrics update has a fixed cost that a small model's step notices."""
 
     def merge(self, parts: list[tuple[torch.Tensor, Batch]]) -> tuple[torch.Tensor, Batch]:
         """Batches whose logits have one shape past the first dimension, joined as they are."""
