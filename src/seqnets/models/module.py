@@ -181,7 +181,9 @@ class SequenceModule(L.LightningModule):
             batch = trainer.precision_plugin.convert_input(batch)
             batch = prepare_batch(trainer.datamodule, batch, self.device)
             logits, loss, total = self.training_losses(batch)
-            lr = optimizer.param_groups[0]["lr"]
+            step = self.global_step + 1  # the step this batch takes, as global_step counts
+            logs = every and step % every == 0
+            lr = optimizer.param_groups[0]["lr"] if logs else None  # the rate this step uses
             optimizer.zero_grad()
             if self._plain_backward:
                 total.backward()
@@ -194,8 +196,8 @@ class SequenceModule(L.LightningModule):
             losses.append(loss)
             sizes.append(batch["x"].shape[0])
             scored.append((logits.detach(), {k: v for k, v in batch.items() if k != "x"}))
-            if every and self.global_step % every == 0:
-                logged.append((self.global_step, loss, lr))
+            if logs:
+                logged.append((step, loss, lr))
             # A diverged step ends the call, so the divergence guard stops the run at that
             # step (reading the loss is free on a CPU; on a GPU the guard finds the step).
             if loss.device.type == "cpu" and not torch.isfinite(loss):
