@@ -11,7 +11,7 @@ import pytest
 from omegaconf import open_dict
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from seqnets.models.module import plain_backward
+from seqnets.fastpath import plain_backward
 from seqnets.train import train
 
 # 7 batches an epoch, 2 epochs: a call of 3 steps straddles nothing, the last call is short.

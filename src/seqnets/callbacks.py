@@ -43,8 +43,8 @@ def _tensorboard(trainer: L.Trainer) -> Any | None:
 
 def call_losses(trainer: L.Trainer, outputs: Any) -> tuple[int, torch.Tensor] | None:
     """What one call of the training step trained: the global step of its first optimiser
-    step (numbered from 1, as ``global_step`` counts them) and every step's loss, in order;
-    None for a call that took no step."""
+    step (numbered from 1, as ``global_step`` counts them) and every step's loss, in order
+    (one on Lightning's loop, several on the fast path); None for a call that took none."""
     losses = outputs.get("losses") if isinstance(outputs, dict) else None
     if losses is None:
         return None

@@ -26,6 +26,7 @@ from seqnets.errors import (
     check_int,
     check_real,
 )
+from seqnets.fastpath import LOOPS
 from seqnets.models.backbone import CELLS, parameter_count
 
 # The config groups (conf/<group>/): choosing another option of one picks other parts.
@@ -51,6 +52,7 @@ def check_config(cfg: DictConfig, overrides: Sequence[str] = (), multirun: bool 
     if cfg.get("threads") is not None:
         check_int("threads", cfg.threads, 1)
     check_int("steps_per_call", cfg.get("steps_per_call", 1), 1)
+    check_choice("loop", cfg.get("loop", "auto"), LOOPS)
     _check_task(cfg.task)
     datamodule = build_checked(cfg.task.datamodule, "task.datamodule")
     objective = build_checked(cfg.task.objective, "task.objective")
@@ -169,18 +171,6 @@ def _check_trainer(cfg: DictConfig, multirun: bool) -> None:
     for stage in ("train", "val", "test"):
         _check_limit(f"trainer.limit_{stage}_batches", trainer.get(f"limit_{stage}_batches"))
     check_int("trainer.log_every_n_steps", trainer.log_every_n_steps, 1)
-    # The module steps the optimiser itself (several steps per call): Lightning's clipping
-    # and accumulation work only when Lightning steps it, and it refuses them otherwise.
-    if trainer.get("gradient_clip_val") is not None:
-        raise ConfigError(
-            f"trainer.gradient_clip_val={trainer.gradient_clip_val!r} is not allowed: seqnets "
-            f"clips gradients itself; set task.gradient_clip instead"
-        )
-    if trainer.get("accumulate_grad_batches", 1) != 1:
-        raise ConfigError(
-            f"trainer.accumulate_grad_batches={trainer.accumulate_grad_batches!r} is not "
-            f"allowed: seqnets steps the optimiser itself; use a larger task.batch_size instead"
-        )
     accelerator = trainer.get("accelerator")
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ConfigError(

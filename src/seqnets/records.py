@@ -45,6 +45,7 @@ VOLATILE = (
     "paths",
     "threads",
     "steps_per_call",  # the same steps, taken several per call (tests/test_steps_per_call.py)
+    "loop",  # the fast path or Lightning's loop: the same run (seqnets.fastpath)
     "ckpt_path",
     "callbacks.progress_bar",
     "trainer.enable_progress_bar",

@@ -30,7 +30,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, Timer
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig
 
-from seqnets import CONF_DIR, records, sweeps
+from seqnets import CONF_DIR, fastpath, records, sweeps
 from seqnets.callbacks import History, InterruptCheckpoint, TestAnalysis, first_of_type
 from seqnets.checkpoints import run_config
 from seqnets.checks import check_config, warn_long_training
@@ -58,12 +58,13 @@ class RunInterrupted(Exception):
 def build(cfg: DictConfig) -> tuple[L.LightningDataModule, SequenceModule, L.Trainer]:
     """Instantiate what the config names (``check_config`` has vetted every value)."""
     datamodule = instantiate(cfg.task.datamodule)
-    module = SequenceModule.from_config(cfg, datamodule.num_features)
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses a bar then
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    # The fast path where nothing configured can tell (seqnets.fastpath), else Lightning's loop.
+    module = fastpath.module_class(cfg, trainer).from_config(cfg, datamodule.num_features)
     return datamodule, module, trainer
 
 

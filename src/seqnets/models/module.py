@@ -4,37 +4,21 @@ from __future__ import annotations
 
 import inspect
 import math
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.plugins.precision import Precision
-from lightning.pytorch.strategies import Strategy
-from lightning.pytorch.utilities.model_helpers import is_overridden
-from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
 
-from seqnets.data.base import prepare_batch
 from seqnets.errors import check_int, check_real
 from seqnets.models.backbone import RecurrentBackbone
 from seqnets.models.objectives import Batch, Objective
 
 STAGES = ("train", "val", "test")
-# The training step draws its own batches, several per call. Lightning warns, every run,
-# that this signature is experimental, that hooks then see the last batch's index, and that
-# gradient accumulation would not work: hooks get the batch index they need, accumulation
-# is refused up front (seqnets.checks), and tests/test_steps_per_call.py checks the rest.
-warnings.filterwarnings(
-    "ignore",
-    message="You are using the `dataloader_iter` step flavor",
-    category=PossibleUserWarning,
-)
-warnings.filterwarnings("ignore", message="Found `dataloader_iter` argument in the `training_step`")
 # Logged with the epoch metrics: Lightning's loggers take "step" as their x value, and
 # "epoch" is Lightning's usual companion curve. Neither is a score.
 AXES = ("step", "epoch")
@@ -48,14 +32,12 @@ class SequenceModule(L.LightningModule):
     ``config`` is the run's resolved config: it travels in every checkpoint so that a checkpoint
     alone can rebuild its task, model and data.
 
-    Training takes up to ``steps_per_call`` optimiser steps per call of ``training_step``
-    (Lightning's manual optimisation, batches drawn from ``dataloader_iter``): Lightning's
-    per-call machinery (every callback's hooks, progress tracking, the fetcher) costs about a
-    third of a small model's step on a CPU (``make bench``: the plain Lightning loop against
-    the bare one), and is paid once per call. Each step is
-    still a step of its own: ``global_step``, the schedule, the metrics and the loss history
-    count every one, and ``limit_train_batches`` counts batches. ``gradient_clip`` is the
-    gradients' maximum norm (None: no clipping), applied after mixed precision unscales them.
+    This class trains in Lightning's own loop (automatic optimisation, one step per call);
+    ``seqnets.fastpath.FastSequenceModule`` takes several steps per call where nothing
+    configured can tell the difference (its docstring holds the contract), and the run's
+    config chooses between them (``loop``, ``steps_per_call``). ``gradient_clip`` is the
+    gradients' maximum norm (None: no clipping), applied after mixed precision unscales them,
+    unless the user sets Lightning's ``trainer.gradient_clip_val``.
     """
 
     def __init__(
@@ -70,7 +52,6 @@ class SequenceModule(L.LightningModule):
         config: dict | None = None,
     ) -> None:
         super().__init__()
-        self.automatic_optimization = False
         self.l2 = check_real("l2", l2, 0.0)
         self.gradient_clip = (
             None if gradient_clip is None else check_real("task.gradient_clip", gradient_clip, 0.0)
@@ -94,7 +75,6 @@ class SequenceModule(L.LightningModule):
         self.test_outputs: dict[str, torch.Tensor] = {}
         self._test_parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self._scheduler_interval: str | None = None  # "step" or "epoch", once configured
-        self._plain_backward = False  # see plain_backward(), decided when training starts
 
     @classmethod
     def from_config(cls, cfg: DictConfig, input_size: int) -> SequenceModule:
@@ -155,70 +135,39 @@ class SequenceModule(L.LightningModule):
         total = loss + self.l2 * self.l2_penalty() if self.l2 else loss
         return logits, loss, total
 
-    def training_step(self, dataloader_iter: Iterator) -> dict[str, torch.Tensor] | None:
-        """Up to ``steps_per_call`` optimiser steps, one per batch drawn from the iterator
-        (fewer at the end of an epoch, or of ``trainer.max_steps``). Returns the steps'
-        objective losses, in order: the callbacks read each step's loss from them.
+    def training_step(self, batch: Batch, batch_idx: int) -> dict[str, torch.Tensor]:
+        """One optimiser step in Lightning's own loop (automatic optimisation): Lightning
+        fetches and moves the batch, steps the optimiser and the schedule, and calls every
+        hook as it documents. The returned ``losses`` (the objective's loss, without the L2
+        penalty) is what the History and the divergence guard read, as from the fast path."""
+        logits, loss, total = self.training_losses(batch)
+        loss = loss.detach()
+        self._update("train", self.objective.predict(logits.detach()), batch, loss.reshape(1),
+                     [batch["x"].shape[0]])
+        self.log_step(self.global_step + 1, loss, self.optimizers().param_groups[0]["lr"])
+        return {"loss": total, "losses": loss.reshape(1)}
 
-        The metrics are updated once per call, with every batch's predictions; epoch values
-        are computed from them once per epoch (synchronised across DDP ranks). Nothing goes
-        through ``self.log`` per step, which is slow for what it does and would put the
-        value at Lightning's count of calls: the per-step curves are
-        written to the loggers directly, at the steps ``log_every_n_steps`` names."""
-        trainer = self.trainer
-        optimizer = self.optimizers()
-        scheduler = self.lr_schedulers() if self._scheduler_interval == "step" else None
-        budget = self.steps_per_call
-        if trainer.max_steps > 0:
-            budget = min(budget, trainer.max_steps - self.global_step)
-        every = trainer.log_every_n_steps if self.loggers else 0
-        losses, sizes, scored, logged = [], [], [], []
-        for _ in range(budget):
-            try:
-                batch, _, _ = next(dataloader_iter)
-            except StopIteration:
-                break
-            batch = trainer.precision_plugin.convert_input(batch)
-            batch = prepare_batch(trainer.datamodule, batch, self.device)
-            logits, loss, total = self.training_losses(batch)
-            step = self.global_step + 1  # the step this batch takes, as global_step counts
-            logs = every and step % every == 0
-            lr = optimizer.param_groups[0]["lr"] if logs else None  # the rate this step uses
-            optimizer.zero_grad()
-            if self._plain_backward:
-                total.backward()
-            else:
-                self.manual_backward(total)
-            optimizer.step()  # clipping: in on_before_optimizer_step
-            if scheduler is not None:
-                scheduler.step()
-            loss = loss.detach()
-            losses.append(loss)
-            sizes.append(batch["x"].shape[0])
-            scored.append((logits.detach(), {k: v for k, v in batch.items() if k != "x"}))
-            if logs:
-                logged.append((step, loss, lr))
-            # A diverged step ends the call, so the divergence guard stops the run at that
-            # step (reading the loss is free on a CPU; on a GPU the guard finds the step).
-            if loss.device.type == "cpu" and not torch.isfinite(loss):
-                break
-        if not losses:
-            return None
-        stacked = torch.stack(losses)
-        logits, batch = self.objective.merge(scored)
-        self._update("train", self.objective.predict(logits), batch, stacked, sizes)
-        for step, loss, lr in logged:  # TensorBoard's per-step curves, at the real step
-            for logger in self.loggers:
-                logger.log_metrics({"train/loss_step": float(loss), "train/lr": lr}, step=step)
-        return {"losses": stacked}
+    def log_step(self, step: int, loss: torch.Tensor, lr: float) -> None:
+        """TensorBoard's per-step curves (loss, learning rate) at the optimiser step itself,
+        every ``log_every_n_steps`` steps, whichever loop took the step. Written to the loggers
+        directly: ``self.log`` would put a fast-path value at Lightning's count of calls."""
+        every = self.trainer.log_every_n_steps
+        if not self.loggers or step % every:
+            return
+        for logger in self.loggers:
+            logger.log_metrics({"train/loss_step": float(loss), "train/lr": lr}, step=step)
 
-    def on_train_start(self) -> None:
-        self._plain_backward = plain_backward(self.trainer)
-
-    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        # Called inside optimizer.step(), after mixed precision has unscaled the gradients.
-        if self.gradient_clip:
-            self.clip_gradients(optimizer, self.gradient_clip, gradient_clip_algorithm="norm")
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """Lightning's ``trainer.gradient_clip_val`` when a user sets it, else the task's
+        ``gradient_clip`` (by norm). Called after mixed precision unscales the gradients."""
+        value = gradient_clip_val if gradient_clip_val is not None else self.gradient_clip
+        if value:
+            self.clip_gradients(optimizer, value, gradient_clip_algorithm or "norm")
 
     def _evaluation_step(self, batch: Batch, stage: str) -> torch.Tensor:
         logits, loss = self._forward_step(batch)
@@ -254,8 +203,6 @@ class SequenceModule(L.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         self._log_epoch("train")
-        if self._scheduler_interval == "epoch":
-            self.lr_schedulers().step()
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch("val")
@@ -288,39 +235,21 @@ class SequenceModule(L.LightningModule):
             getattr(self.scheduler_factory, "func", self.scheduler_factory)
         ).parameters
         if "steps_per_epoch" in parameters:
-            # One-cycle: planned over the task's epochs (the scheduler's ``epochs``), which may
-            # exceed the epochs this invocation trains (a run stopped early and resumed later
-            # follows the same schedule as one trained in one go).
-            per_epoch = math.ceil(
-                self.trainer.estimated_stepping_batches / max(1, self.trainer.max_epochs)
-            )
+            # One-cycle: planned over the task's epochs (the scheduler's ``epochs``) of
+            # full epochs' steps, which may exceed what this invocation trains: a run stopped
+            # early (trainer.max_epochs, trainer.max_steps) and resumed later follows the same
+            # schedule as one trained in one go. (estimated_stepping_batches sets up the
+            # training data, so that the number of batches per epoch is known.)
+            _ = self.trainer.estimated_stepping_batches
+            batches = self.trainer.num_training_batches
+            per_epoch = math.ceil(batches / self.trainer.accumulate_grad_batches)
             scheduler = self.scheduler_factory(optimizer, steps_per_epoch=per_epoch)
             self._scheduler_interval = "step"
         else:
             scheduler = self.scheduler_factory(optimizer)
             self._scheduler_interval = "epoch"
-        # Stepped by training_step (per step) or at the epoch's end: manual optimisation.
-        return {"optimizer": optimizer, "lr_scheduler": scheduler}
-
-
-def plain_backward(trainer: L.Trainer) -> bool:
-    """Whether Lightning's ``manual_backward`` would do nothing but ``loss.backward()`` in
-    this run: no strategy work around it (DDP prepares its gradient reducer there), the
-    plain precision's backward (mixed precision scales the loss there), and no callback or
-    module hook on either side of it. Then the training step calls ``backward`` itself and
-    saves the hooks' cost at every step."""
-
-    def changes(obj: object, parent: type, names: tuple[str, ...]) -> bool:
-        return any(is_overridden(name, obj, parent) for name in names)
-
-    around = ("pre_backward", "backward", "post_backward")
-    hooks = ("on_before_backward", "on_after_backward")
-    return not (
-        changes(trainer.strategy, Strategy, around)
-        or changes(trainer.precision_plugin, Precision, around)
-        or any(changes(callback, L.Callback, hooks) for callback in trainer.callbacks)
-        or changes(trainer.lightning_module, L.LightningModule, (*hooks, "backward"))
-    )
+        config = {"scheduler": scheduler, "interval": self._scheduler_interval}
+        return {"optimizer": optimizer, "lr_scheduler": config}
 
 
 def logged_scores(results: dict[str, Any]) -> dict[str, float]:
