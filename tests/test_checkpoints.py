@@ -82,7 +82,10 @@ def test_resume_after_a_planned_stop(tmp_path, uninterrupted):
     ]  # the original run's files are untouched
 
 
-def test_ctrl_c_mid_epoch_then_resume(tmp_path, uninterrupted):
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_mid_epoch_then_resume(tmp_path, uninterrupted, signum, code):
+    # Ctrl-C, and SIGTERM as timeout, docker stop and cluster schedulers send it: the same
+    # resumable checkpoint, the same final metrics as a run never stopped.
     env = {**os.environ, "SEQNETS_DATA_DIR": str(DATA_DIR)}
     command = [sys.executable, "-m", "seqnets.train", *SHORT, f"hydra.run.dir={tmp_path / 'part'}"]
     proc = subprocess.Popen(command, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
@@ -92,14 +95,47 @@ def test_ctrl_c_mid_epoch_then_resume(tmp_path, uninterrupted):
         time.sleep(0.05)
     # Into epoch 3: epochs take a fraction of a second, so the run is still short of its end.
     time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr[-2000:]
+    assert time.monotonic() - sent < 10
+    assert proc.returncode == code, stderr[-2000:]
     saved = tmp_path / "part" / "checkpoints" / "interrupted.ckpt"
     assert f"resume with: python -m seqnets.train ckpt_path={saved}" in stderr
-    assert load_metrics(tmp_path / "part")["status"] == "interrupted"
+    record = load_metrics(tmp_path / "part")
+    assert record["status"] == "interrupted" and record["signal"] == signum.name
     run_cli(f"ckpt_path={saved}", f"hydra.run.dir={tmp_path / 'resumed'}", cwd=tmp_path)
     same_result(load_metrics(tmp_path / "resumed"), uninterrupted)
+
+
+def test_sigterm_stops_the_test_analysis_within_seconds(tmp_path):
+    # Lengths up to 3,000 make the analysis minutes long: SIGTERM must end it, not wait.
+    env = {**os.environ, "SEQNETS_DATA_DIR": str(DATA_DIR)}
+    args = tiny(
+        "task=binary_add", "model.hidden=4", "task.max_eval_len=3000", "budget_minutes=null"
+    )
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "seqnets.train", *args, f"hydra.run.dir={run}"]
+    proc = subprocess.Popen(command, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        if (
+            "accuracy against length" in (run / "train.log").read_text(errors="replace")
+            if (run / "train.log").exists()
+            else False
+        ):
+            break
+        time.sleep(0.1)
+    time.sleep(1.0)  # well into the lengths
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert time.monotonic() - sent < 10, "SIGTERM did not stop the analysis"
+    assert proc.returncode == 143, stderr[-2000:]
+    record = load_metrics(run)
+    assert record["status"] == "interrupted" and record["signal"] == "SIGTERM"
+    # training was over: the run resumes from its last checkpoint (nothing left to train)
+    assert record["checkpoint"].endswith("last.ckpt")
 
 
 @pytest.fixture(scope="module")

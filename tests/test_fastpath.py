@@ -173,5 +173,5 @@ def test_a_user_can_force_either_loop(compose_cfg, tmp_path, caplog):
         _, module, _ = fit(compose_cfg, tmp_path / "fast", "loop=fast", "+trainer.profiler=simple")
     assert type(module) is FastSequenceModule
     assert "loop=fast: forced despite a profiler" in caplog.text
-    with pytest.raises(ConfigError, match="loop=fast is not allowed with trainer.gradient_clip"):
+    with pytest.raises(ConfigError, match=r"loop=fast is not allowed with trainer\.gradient_clip"):
         fit(compose_cfg, tmp_path / "clip", "loop=fast", "+trainer.gradient_clip_val=0.5")

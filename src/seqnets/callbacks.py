@@ -21,7 +21,7 @@ from torchmetrics.functional.classification import (
     multiclass_recall,
 )
 
-from seqnets import plots
+from seqnets import plots, signals
 from seqnets.errors import RunDiverged
 from seqnets.inside import analyse
 from seqnets.models.objectives import Classification
@@ -202,15 +202,15 @@ class RunCheckpoint(ModelCheckpoint):
 
 
 class InterruptCheckpoint(OnExceptionCheckpoint):
-    """Ctrl-C leaves a checkpoint to resume from, even in the middle of an epoch; a diverged
-    or crashed run leaves none (its weights may be NaN). ``saved`` says where it went.
+    """A stop asked by a signal (Ctrl-C, SIGTERM) leaves a checkpoint to resume from, even in
+    the middle of an epoch; a diverged or crashed run leaves none (its weights may be NaN).
+    ``saved`` says where it went.
 
-    During training the first Ctrl-C takes effect when the next call of the training step
-    starts (within ``steps_per_call`` steps): a KeyboardInterrupt raised anywhere else could
-    land after a step's optimiser update but before Lightning counts the step, and the
-    resumed run would train that batch twice. A second Ctrl-C stops at once. Under DDP the
-    ranks agree on stopping (a collective, so a host sync on GPUs) only once every
-    ``sync_every_n_steps`` steps, all at the same step.
+    While training is under way the stop takes effect when the next call of the training
+    step starts (within ``steps_per_call`` steps on the fast path), or when training ends if
+    no call is left: see ``seqnets.signals`` for why. Under DDP the ranks agree on stopping
+    (a collective, so a host sync on GPUs) only once every ``sync_every_n_steps`` steps, all
+    at the same step.
     """
 
     def __init__(
@@ -219,29 +219,28 @@ class InterruptCheckpoint(OnExceptionCheckpoint):
         super().__init__(dirpath, filename)
         self.cadence = Cadence(sync_every_n_steps)
         self.saved: str | None = None
-        self._requested = False
-        self._previous: Any = None
+        self._previous: dict[int, Any] = {}
 
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # After Lightning registered its own SIGTERM handler (which only marks the signal):
+        # this run's handler defers the stop to the next step.
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._request)
-
-    def _request(self, signum: int, frame: Any) -> None:
-        self._requested = True
-        signal.signal(signal.SIGINT, self._previous)  # a second Ctrl-C stops at once
-        log.warning("Ctrl-C: stopping at the end of this training step (again: stop now)")
+            self._previous = {s: signal.signal(s, signals.handle) for s in signals.SIGNALS}
+        signals.state.deferring = True
 
     def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
-        stop = self._requested
+        stop = signals.state.received is not None
         if trainer.world_size > 1:  # every rank stops at the same step, or the others hang
             if not self.cadence.due(trainer.global_step):
                 return
             stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
         if stop:
-            raise KeyboardInterrupt
+            raise signals.Stopped(signals.state.received or signal.SIGTERM)
 
-    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._restore()
+        if signals.state.received is not None:  # asked during the last validation
+            raise signals.Stopped(signals.state.received)
 
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
@@ -252,9 +251,10 @@ class InterruptCheckpoint(OnExceptionCheckpoint):
             self.saved = self.ckpt_path
 
     def _restore(self) -> None:
-        if self._previous is not None and not self._requested:
-            signal.signal(signal.SIGINT, self._previous)
-        self._previous = None
+        signals.state.deferring = False
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
 
 
 class TestAnalysis(L.Callback):

@@ -19,6 +19,7 @@ from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from seqnets import CONF_DIR
+from seqnets.cost import check_budget, run_minutes
 from seqnets.errors import (
     ConfigError,
     check_bool,
@@ -62,6 +63,14 @@ def check_config(cfg: DictConfig, overrides: Sequence[str] = (), multirun: bool 
     _check_optimizer(cfg)
     _check_trainer(cfg, multirun)
     datamodule.check()
+    if cfg.get("budget_minutes") is not None:
+        budget = check_real("budget_minutes", cfg.budget_minutes, 0.0, low_open=True)
+        training, study = run_minutes(cfg, datamodule)
+        check_budget(
+            {"training": training, "the test analysis's length study": study},
+            budget,
+            "budget_minutes=null (or a larger budget)",
+        )
 
 
 def check_additions(cfg: DictConfig, overrides: Sequence[str]) -> None:

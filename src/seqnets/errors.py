@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_FAILED, EXIT_USAGE = 1, 2  # a signal's stop: 128 + its number (seqnets.signals)
 
 
 class ConfigError(ValueError):

@@ -24,9 +24,10 @@ from omegaconf import DictConfig, OmegaConf
 from seqnets import CONF_DIR, records
 from seqnets.callbacks import TestAnalysis
 from seqnets.checkpoints import load_checkpoint, rebuild
+from seqnets.cost import check_budget, step_seconds
 from seqnets.data.images import prepare, redraw_as_user, save_user_image
 from seqnets.data.synthetic import check_length_range
-from seqnets.errors import EXIT_USAGE, ConfigError, check_int
+from seqnets.errors import EXIT_USAGE, ConfigError, check_int, check_real
 from seqnets.models.module import logged_scores
 from seqnets.runtime import environment, resolve_threads
 from seqnets.sweeps import cli
@@ -81,6 +82,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if user_style and config.task.name != "mnist":
         raise ConfigError(f"user_style={user_style} is for MNIST checkpoints, not {file}")
     datamodule.check()
+    if cfg.budget_minutes is not None:
+        scored, _ = step_seconds(config.model, datamodule.num_features, datamodule.eval_batch_size)
+        check_budget(
+            {"the length study": datamodule.eval_work() * scored / 60},
+            check_real("budget_minutes", cfg.budget_minutes, 0.0, low_open=True),
+            "budget_minutes=null (or a larger budget)",
+        )
     torch.set_num_threads(resolve_threads(cfg.threads))
     L.seed_everything(cfg.seed)
     analysis = TestAnalysis(inside=cfg.inside)

@@ -26,9 +26,10 @@ What the fast path keeps exactly as Lightning's loop does, per optimiser step:
 What it cannot keep, because Lightning sees one call where several steps were taken:
 anything that acts per call of ``training_step``: a ``val_check_interval`` other than one
 epoch, step-based checkpoints (``every_n_train_steps``, ``train_time_interval``), a
-``LearningRateMonitor`` (it logs at Lightning's count of calls, even per epoch), a profiler (it would time twenty steps as one batch),
-``self.log(on_step=True)``, any callback's ``on_train_batch_start/end`` (called once per
-call) and Lightning's own gradient clipping and accumulation (refused under manual
+``LearningRateMonitor`` (it logs at Lightning's count of calls, even per epoch), a profiler
+(it would time twenty steps as one batch), ``self.log(on_step=True)``, any callback's
+``on_train_batch_start/end`` (called once per call), a time-limited ``Timer``, and
+Lightning's own gradient clipping and accumulation (refused under manual
 optimisation). So the fast path is taken only with the callbacks and loggers in
 ``EXACT_CALLBACKS`` and ``EXACT_LOGGERS`` (each under the conditions written there) and none
 of the rest; a user can force either way with ``loop=fast`` or ``loop=lightning``.
@@ -127,9 +128,7 @@ def _exact(callback: L.Callback) -> bool:
     for kind in type(callback).__mro__:
         if kind in EXACT_CALLBACKS:
             # A subclass of seqnets' own (RunCheckpoint) counts as its Lightning base.
-            if kind is not type(callback) and not type(callback).__module__.startswith(
-                "seqnets."
-            ):
+            if kind is not type(callback) and not type(callback).__module__.startswith("seqnets."):
                 return False
             check = EXACT_CALLBACKS[kind]
             return check is None or check(callback)

@@ -22,7 +22,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from seqnets import records
+from seqnets import records, signals
 from seqnets.checkpoints import load_checkpoint, run_config
 from seqnets.checks import check_config
 from seqnets.errors import EXIT_FAILED, EXIT_USAGE, ConfigError
@@ -123,12 +123,24 @@ def summary(sweep_dir: Path) -> tuple[list[str], int]:
 def cli(main: Callable[[], Any]) -> None:
     """Run a Hydra entry point with this project's exit codes: Hydra exits 1 for every error,
     including a config that cannot be composed (an unknown option, ``debug=fats``), which is
-    a usage error (2)."""
+    a usage error (2); a command stopped by SIGINT or SIGTERM exits 128 + the signal's
+    number, in whichever phase it was (``seqnets.signals``)."""
     global _composed
     _composed = False
+    signals.install()
     try:
         main()
     except SystemExit as done:
+        if signals.state.received is not None and done.code in (EXIT_FAILED, None, 0):
+            _stopped()  # Lightning ends a stop in its loops with exit code 1
         if done.code == EXIT_FAILED and not _composed:
             raise SystemExit(EXIT_USAGE) from None
         raise
+    except KeyboardInterrupt:
+        _stopped()
+
+
+def _stopped() -> None:
+    received = signals.state.received
+    sys.stderr.write(f"seqnets: stopped by {signals.name(received)}\n")
+    raise SystemExit(signals.exit_code(received)) from None

@@ -6,7 +6,7 @@ reports are rebuilt from files alone. ``main`` returns the monitored validation 
 is what sweepers optimise (None for a run that failed, which sweepers count as failed).
 
 Exit codes: 0 done, 1 the run failed or diverged, 2 a bad value (one line says which), 130
-interrupted (Ctrl-C; the line says how to resume).
+or 143 stopped by SIGINT (Ctrl-C) or SIGTERM (the line says how to resume).
 """
 
 from __future__ import annotations
@@ -30,13 +30,12 @@ from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, Timer
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig
 
-from seqnets import CONF_DIR, fastpath, records, sweeps
+from seqnets import CONF_DIR, fastpath, records, signals, sweeps
 from seqnets.callbacks import History, InterruptCheckpoint, TestAnalysis, first_of_type
 from seqnets.checkpoints import run_config
 from seqnets.checks import check_config, warn_long_training
 from seqnets.errors import (
     EXIT_FAILED,
-    EXIT_INTERRUPTED,
     EXIT_USAGE,
     ConfigError,
     RunDiverged,
@@ -48,7 +47,8 @@ log = logging.getLogger(__name__)
 
 
 class RunInterrupted(Exception):
-    """Ctrl-C during training; ``checkpoint`` is where the run can resume from, if anywhere."""
+    """A signal stopped the run (``signals``); ``checkpoint`` is where it can resume from, if
+    anywhere."""
 
     def __init__(self, checkpoint: str | None) -> None:
         self.checkpoint = checkpoint
@@ -114,7 +114,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     test, test_wall = {}, 0.0
     if metrics["status"] == records.COMPLETED:
         start = time.perf_counter()
-        with _interruptible(callbacks):
+        # Stopped from here on, the run resumes from its last checkpoint: nothing to train.
+        last = getattr(checkpoint, "last_model_path", "") or None
+        with _interruptible(callbacks, resume_from=last):
             test = trainer.test(
                 module, datamodule=datamodule, ckpt_path=best_path, verbose=False, weights_only=True
             )
@@ -154,14 +156,17 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 @contextmanager
-def _interruptible(callbacks: list) -> Iterator[None]:
-    """Lightning ends a Ctrl-C with ``sys.exit(1)`` once it has shut down (and our
-    ``InterruptCheckpoint`` has saved the state): turn that back into an interruption."""
+def _interruptible(callbacks: list, resume_from: str | None = None) -> Iterator[None]:
+    """Lightning ends a stop (a KeyboardInterrupt, which ``signals`` raises for SIGTERM too)
+    with ``sys.exit(1)`` once it has shut down, and our ``InterruptCheckpoint`` has saved the
+    state: turn that back into an interruption. Stopped after training (testing, the test
+    analysis), it resumes from ``resume_from``, its last checkpoint: nothing is left to train."""
     try:
         yield
-    except SystemExit:
+    except (SystemExit, KeyboardInterrupt):
         interrupt = first_of_type(callbacks, InterruptCheckpoint)
-        raise RunInterrupted(interrupt.saved if interrupt else None) from None
+        saved = interrupt.saved if interrupt else None
+        raise RunInterrupted(saved or resume_from) from None
 
 
 def _processes(cfg: DictConfig) -> int:
@@ -223,10 +228,13 @@ def run(cfg: DictConfig) -> float | None:
         sys.exit(EXIT_USAGE)
     except (RunInterrupted, KeyboardInterrupt) as stop:
         saved = getattr(stop, "checkpoint", None)
-        records.write_metrics(run_dir, base | {"status": records.INTERRUPTED, "checkpoint": saved})
+        why = signals.name(signals.state.received)
+        records.write_metrics(
+            run_dir, base | {"status": records.INTERRUPTED, "signal": why, "checkpoint": saved}
+        )
         how = f"; resume with: python -m seqnets.train ckpt_path={saved}" if saved else ""
-        sys.stderr.write(f"seqnets: interrupted{how}\n")
-        sys.exit(EXIT_INTERRUPTED)
+        sys.stderr.write(f"seqnets: interrupted by {why}{how}\n")
+        sys.exit(signals.exit_code(signals.state.received))
     except Exception as error:  # a bug or a broken environment: keep the traceback in the log
         log.exception("the run failed")
         message = f"{type(error).__name__}: {error}"

@@ -63,6 +63,16 @@ class TensorDataModule(L.LightningDataModule):
             self._resume = None
         return loader
 
+    def train_work(self) -> tuple[int, int]:
+        """(batches, longest sequence) of one full training epoch: what ``seqnets.cost``
+        multiplies into an estimate before a run starts."""
+        raise NotImplementedError
+
+    def eval_work(self) -> int:
+        """Sequence steps (sequences x their lengths) of the accuracy-against-length study
+        the test analysis runs; 0 for tasks without one."""
+        return 0
+
     def check(self) -> None:
         """Raise a ConfigError for what can be found wrong before any work (files missing, an
         unreadable directory); the constructor has already checked the numbers."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import socket
@@ -129,6 +130,9 @@ class MNISTDataModule(TensorDataModule):
         self.split_seed = split_seed
         self.mean, self.std = mean, std
         self.download = download
+
+    def train_work(self) -> tuple[int, int]:
+        return math.ceil((TRAIN_SIZE - self.val_size) / self.batch_size), self.num_features
 
     def check(self) -> None:
         """Before any work: the data directory is readable, and MNIST is in it or may be

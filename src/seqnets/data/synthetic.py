@@ -57,6 +57,12 @@ class SyntheticDataModule(TensorDataModule):
         raise NotImplementedError
 
     # -- shared machinery ------------------------------------------------------------------
+    def train_work(self) -> tuple[int, int]:
+        return self.train_batches, self.max_len
+
+    def eval_work(self) -> int:
+        return self.eval_samples * sum(self.eval_lengths())
+
     def _fixed(self, n: int, offset: int, length: int | None = None) -> Batch:
         return self.make(n, torch.Generator().manual_seed(self.data_seed + offset), length)
 

@@ -142,8 +142,13 @@ class SequenceModule(L.LightningModule):
         penalty) is what the History and the divergence guard read, as from the fast path."""
         logits, loss, total = self.training_losses(batch)
         loss = loss.detach()
-        self._update("train", self.objective.predict(logits.detach()), batch, loss.reshape(1),
-                     [batch["x"].shape[0]])
+        self._update(
+            "train",
+            self.objective.predict(logits.detach()),
+            batch,
+            loss.reshape(1),
+            [batch["x"].shape[0]],
+        )
         self.log_step(self.global_step + 1, loss, self.optimizers().param_groups[0]["lr"])
         return {"loss": total, "losses": loss.reshape(1)}
 

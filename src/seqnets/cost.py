@@ -1,0 +1,103 @@
+"""What a run or an evaluation will cost, estimated before it starts.
+
+A length study to 100,000 steps, or a thousand epochs, is a valid request that takes hours:
+worth one line before it starts rather than a silent wait. The estimate times the configured
+network on this machine (a forward, and a forward and backward, on a small batch of
+sequences) and scales by the planned work: batches x longest training sequence x epochs, and
+the length study's sequences x their lengths. It is a rough upper bound (it leaves out
+validation and start-up, and assumes every training batch at the longest length), good to a
+factor of a few; the budget it is checked against (``budget_minutes``) is meant as an order
+of magnitude, never as a prompt (sweeps and CI have no terminal).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from seqnets.errors import ConfigError
+
+# The probe: batches of sequences this many steps long, timed this many times (the best).
+PROBE_STEPS, PROBE_REPEATS = 32, 3
+
+
+def step_seconds(model: DictConfig, num_features: int, batch: int) -> tuple[float, float]:
+    """Seconds per sequence step (one sequence, one time step) of the network ``model``
+    names, in batches of ``batch``: scored (forward only) and trained (with backward)."""
+    backbone = instantiate(model, input_size=num_features)
+    x = torch.randn(batch, PROBE_STEPS, num_features)
+    per = batch * PROBE_STEPS
+
+    def timed(train: bool) -> float:
+        best = math.inf
+        for _ in range(PROBE_REPEATS):
+            start = time.perf_counter()
+            with torch.set_grad_enabled(train):
+                outputs, _ = backbone(x)
+                if train:
+                    outputs.sum().backward()
+            best = min(best, time.perf_counter() - start)
+        return best / per
+
+    # One thread: what a run gets beside another, and a probe that other work on the
+    # machine cannot slow down by a factor of forty (two threads on two busy cores).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return timed(False), timed(True)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _limited(limit: Any, full: int) -> int:
+    """Lightning's reading of ``limit_train_batches``: a count, or a fraction of ``full``."""
+    if limit is None:
+        return full
+    return min(full, limit) if isinstance(limit, int) else int(full * limit)
+
+
+def run_minutes(cfg: DictConfig, datamodule: Any) -> tuple[float, float]:
+    """Estimated minutes of a run's training and of its test analysis's length study."""
+    _, trained = step_seconds(cfg.model, datamodule.num_features, datamodule.batch_size)
+    scored, _ = step_seconds(cfg.model, datamodule.num_features, datamodule.eval_batch_size)
+    batches, longest = datamodule.train_work()
+    batches = _limited(cfg.trainer.get("limit_train_batches"), batches)
+    steps = batches * cfg.trainer.max_epochs
+    if (cfg.trainer.get("max_steps") or -1) > 0:
+        steps = min(steps, cfg.trainer.max_steps)
+    train = steps * datamodule.batch_size * longest * trained
+    study = datamodule.eval_work() * scored if _analysed(cfg) else 0.0
+    return train / 60, study / 60
+
+
+def _analysed(cfg: DictConfig) -> bool:
+    analysis = (cfg.get("callbacks") or {}).get("analysis")
+    return analysis is not None
+
+
+def check_budget(minutes: dict[str, float], budget: float | None, override: str) -> None:
+    """Refuse work estimated beyond ``budget`` minutes, with the estimate and the override
+    that lets it go ahead."""
+    if budget is None:
+        return
+    total = sum(minutes.values())
+    if total <= budget:
+        return
+    parts = ", ".join(f"{what} ~{_span(m)}" for what, m in minutes.items() if m >= 0.05)
+    raise ConfigError(
+        f"budget_minutes={budget:g} is exceeded: this is estimated at {_span(total)} on this "
+        f"machine ({parts}); to go ahead anyway, add {override}"
+    )
+
+
+def _span(minutes: float) -> str:
+    if minutes < 1:
+        return f"{minutes * 60:.0f} s"
+    if minutes < 120:
+        return f"{minutes:.0f} min"
+    return f"{minutes / 60:.1f} h"
