@@ -321,3 +321,92 @@ def test_predict_own_images(tmp_path, capsys):
     assert len(done) == 3 and all(0 <= r["confidence"] <= 1 for r in done)
     assert result["labelled"] == 3 and result["accuracy"] is not None
     assert (out.parent / "predictions.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_best_checkpoint_is_found_by_score_not_by_name(compose_cfg, tmp_path):
+    from seqnets.checkpoints import find_checkpoint
+    from seqnets.train import train
+
+    # Three kept, ranked by the highest validation loss: the best is an early epoch, whose
+    # file sorts before the newer ones.
+    cfg = compose_cfg(
+        *tiny("task=remember", "model.hidden=3", "callbacks.analysis=null"),
+        "trainer.max_epochs=3",
+        "task.max_epochs=3",
+        "task.monitor_mode=max",
+        "callbacks.model_checkpoint.save_top_k=3",
+    )
+    metrics, _ = train(cfg)
+    best = Path(metrics["best_checkpoint"])
+    kept = sorted((tmp_path / "checkpoints").glob("best*.ckpt"))
+    assert len(kept) == 3 and best != kept[-1]
+    assert find_checkpoint(tmp_path) == best
+    assert find_checkpoint(tmp_path, prefer="last").name == "last.ckpt"
+
+
+def test_resume_mid_epoch_with_a_batch_limit(compose_cfg, tmp_path, monkeypatch):
+    # A stop 20 batches into a 30-batch epoch (trainer.limit_train_batches): the resumed run
+    # takes the 10 left of that epoch, not 30 more, and ends as a run never stopped.
+    from omegaconf import open_dict
+
+    from seqnets import signals
+    from seqnets.fastpath import FastSequenceModule
+    from seqnets.train import RunInterrupted, train
+
+    def run(name: str, ckpt: Path | None = None) -> dict:
+        cfg = compose_cfg(
+            *tiny("task=remember", "model.hidden=3", "callbacks.analysis=null"),
+            "trainer.max_epochs=2",
+            "task.max_epochs=2",
+            "trainer.limit_train_batches=30",
+        )
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(tmp_path / name)
+            cfg.ckpt_path = str(ckpt) if ckpt else None
+        return train(cfg)[0]
+
+    full = run("full")
+    step = FastSequenceModule.training_step
+
+    def stopped_after_20(self, dataloader_iter):  # as a SIGTERM received during the call
+        out = step(self, dataloader_iter)
+        if self.global_step == 20:
+            signals.state.received = signal.SIGTERM
+        return out
+
+    monkeypatch.setattr(FastSequenceModule, "training_step", stopped_after_20)
+    with pytest.raises(RunInterrupted) as stop:
+        run("part")
+    monkeypatch.undo()
+    signals.install()
+    resumed = run("resumed", ckpt=Path(stop.value.checkpoint))
+    assert resumed["steps_trained"] == full["steps_trained"] == 60
+    assert resumed["train_loss_steps"] == full["train_loss_steps"]
+    assert resumed["best_val"] == full["best_val"]
+
+
+def test_resume_past_max_steps_keeps_the_whole_schedule(compose_cfg, tmp_path):
+    # trainer.max_steps stops a run early; the one-cycle schedule is still planned for every
+    # epoch of the task, so a resumed run goes on past it instead of overrunning the schedule.
+    from omegaconf import open_dict
+
+    from seqnets.train import train
+
+    def run(name: str, *extra: str, ckpt: Path | None = None) -> dict:
+        cfg = compose_cfg(
+            *tiny("task=remember", "model.hidden=3", "callbacks.analysis=null"),
+            "trainer.max_epochs=2",
+            "task.max_epochs=2",
+            "trainer.limit_train_batches=30",
+            *extra,
+        )
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(tmp_path / name)
+            cfg.ckpt_path = str(ckpt) if ckpt else None
+        return train(cfg)[0]
+
+    part = run("part", "+trainer.max_steps=20")
+    assert part["steps_trained"] == 20
+    resumed = run("resumed", ckpt=tmp_path / "part" / "checkpoints" / "last.ckpt")
+    # Lightning counts the stopped epoch as done: the resumed run trains the second one
+    assert resumed["status"] == "completed" and resumed["steps_trained"] == 50

@@ -53,8 +53,6 @@ BAD_VALUES = [
     (("threads=0",), "threads=0", ">= 1"),
     (("steps_per_call=0",), "steps_per_call=0", ">= 1"),
     # Lightning would refuse these only once training starts (manual optimisation)
-    (("+trainer.gradient_clip_val=0.5",), "trainer.gradient_clip_val=0.5", "task.gradient_clip"),
-    (("+trainer.accumulate_grad_batches=2",), "accumulate_grad_batches=2", "task.batch_size"),
 ]
 
 
@@ -232,3 +230,41 @@ def test_no_thread_oversubscription_side_by_side():
     assert resolve_threads(3) == 3
     assert resolve_threads(None, None, processes=2) == max(1, available_cores() // 2)
     torch.set_num_threads(torch.get_num_threads())  # unchanged by the above
+
+
+def full_disk(monkeypatch, name: str = records.METRICS) -> None:
+    """Writes of ``name`` (through its temporary file) fail as on a full disk."""
+    import errno
+    from pathlib import Path
+
+    write = Path.write_text
+
+    def failing(self, *args, **kwargs):
+        if self.name == f"{name}.tmp":
+            write(self, "{", **kwargs)  # a part written, as a full disk leaves it
+            raise OSError(errno.ENOSPC, "No space left on device", str(self))
+        return write(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", failing)
+
+
+def test_a_full_disk_keeps_the_previous_record_and_leaves_no_debris(tmp_path, monkeypatch):
+    records.write_metrics(tmp_path, {"status": "completed", "test": {"test/acc": 0.5}})
+    full_disk(monkeypatch)
+    with pytest.raises(records.WriteError, match="No space left on device") as raised:
+        records.write_metrics(tmp_path, {"status": "completed", "test": {"test/acc": 0.9}})
+    assert str(tmp_path / "metrics.json") in str(raised.value)
+    assert load_metrics(tmp_path)["test"] == {"test/acc": 0.5}  # nothing already written lost
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+
+
+def test_a_full_disk_ends_a_run_with_one_line(tmp_path, monkeypatch, capsys):
+    full_disk(monkeypatch)
+    args = tiny("task=remember", "model.hidden=3", "callbacks.analysis.inside=false")
+    code, err = cli_in_process(*args, cwd=tmp_path, capsys=capsys)
+    assert code == 1
+    (line,) = [line for line in err.splitlines() if line.startswith("seqnets:")]
+    assert line.startswith("seqnets: error: could not write ") and "metrics.json" in line
+    assert "No space left on device" in line and "Traceback" not in err
+    (run,) = run_dirs(tmp_path)
+    assert not list(run.rglob("*.tmp"))

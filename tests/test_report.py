@@ -238,3 +238,22 @@ def test_observations_follow_the_numbers():
     assert "Highest mean test accuracy: gru_128" in two[0]
     assert "GRU (99.10 ± 0.10 %) > LSTM" in two[1]
     assert "tie" in three[1]  # a difference within the spread over seeds is called a tie
+
+
+def test_the_best_run_follows_the_monitor_mode_and_skips_rows_without_scores():
+    def row(name: str, values: list, mode: str) -> render.Row:
+        config = {"task": {"monitor_mode": mode}}
+        runs = [
+            {"status": "completed", "best_val": v, "dir": name, "config": config} for v in values
+        ]
+        return render.Row(experiment=name, runs=runs, seeds=list(range(len(values))))
+
+    low, high = row("low", [0.1, 0.2], "min"), row("high", [0.5, 0.6], "min")
+    unscored, missing = row("unscored", [None], "min"), render.Row("missing", [None], [0])
+    rows = [high, unscored, low, missing]
+    assert render.monitor_mode(rows) == "min"
+    # a validation loss: the lowest mean is best (not the highest)
+    assert render.best_row(rows, render.field("best_val"), "min") is low
+    # equal means compare their numbers only (rows themselves do not order)
+    tie = row("tie", [0.2, 0.1], "min")
+    assert render.best_row([low, tie], render.field("best_val"), "min") in (low, tie)

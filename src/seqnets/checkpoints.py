@@ -47,16 +47,34 @@ def find_checkpoint(path: str | Path, prefer: str = "best") -> Path:
             f"ckpt_path={str(path)!r} does not exist: give a .ckpt file or a run directory"
         )
     folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
-    best = sorted(folder.glob("best*.ckpt"))
     last = [p for p in (folder / "interrupted.ckpt", folder / "last.ckpt") if p.is_file()]
     last.sort(key=lambda p: p.stat().st_mtime, reverse=True)
-    order = (best[-1:] + last) if prefer == "best" else (last + best[-1:])
+    best = best_checkpoint(folder, last)
+    order = (best + last) if prefer == "best" else (last + best)
     if not order:
         raise CheckpointError(
             f"ckpt_path={str(path)!r} is a directory without checkpoints (looked for best-*.ckpt, "
             f"last.ckpt and interrupted.ckpt in {folder})"
         )
     return order[0]
+
+
+def best_checkpoint(folder: Path, last: list[Path]) -> list[Path]:
+    """The best of ``folder``'s ``best*.ckpt`` files by score, as Lightning's
+    ModelCheckpoint ranked them (its state in the newest of ``last`` names it: with
+    ``save_top_k > 1`` the newest file is not the best); by name where no state says."""
+    candidates = sorted(folder.glob("best*.ckpt"))
+    for file in last:
+        try:
+            state = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+        except Exception:  # an unreadable last.ckpt is reported when it is used
+            continue
+        for key, value in (state.get("callbacks") or {}).items():
+            if "Checkpoint" in str(key) and isinstance(value, dict):
+                named = folder / Path(value.get("best_model_path") or "").name
+                if named in candidates:
+                    return [named]
+    return candidates[-1:]
 
 
 def check_targets(config: Any, where: str = "") -> None:

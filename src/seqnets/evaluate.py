@@ -124,6 +124,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="evaluate")
+@records.exits_on_write_fault
 def main(cfg: DictConfig) -> None:
     out = Path(cfg.paths.output_dir)
     try:

@@ -234,6 +234,7 @@ def predict(cfg: DictConfig) -> tuple[dict[str, Any], Any]:
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="predict")
+@records.exits_on_write_fault
 def main(cfg: DictConfig) -> None:
     out = Path(cfg.paths.output_dir)
     try:

@@ -7,11 +7,17 @@ is a run that never finished, and only a ``completed`` run holds test scores.
 
 from __future__ import annotations
 
+import errno
+import functools
 import json
 import math
 import shutil
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from seqnets.errors import EXIT_FAILED
 
 METRICS = "metrics.json"
 COMPLETED, DIVERGED, FAILED, INTERRUPTED, INVALID = (
@@ -82,15 +88,62 @@ def strict(value: Any) -> Any:
     return value
 
 
+# What a full disk, a quota, a read-only mount or a missing permission raise.
+WRITE_FAULTS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+class WriteError(OSError):
+    """A file could not be written (disk full, no permission): the message names it."""
+
+
+def write_fault(error: BaseException | None) -> str | None:
+    """One line for a write fault anywhere in ``error``'s chain (Lightning and torch wrap
+    what they catch), or None for any other error."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, WriteError):
+            return str(error)
+        if isinstance(error, OSError) and error.errno in WRITE_FAULTS:
+            where = error.filename or "a file"
+            return f"could not write {where}: {error.strerror or error}"
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def exits_on_write_fault(main: Callable[..., Any]) -> Callable[..., Any]:
+    """A command's entry point that ends a write fault with one line and exit code 1, not a
+    traceback (Hydra would print one)."""
+
+    @functools.wraps(main)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return main(*args, **kwargs)
+        except Exception as error:
+            line = write_fault(error)
+            if line is None:
+                raise
+            sys.stderr.write(f"seqnets: error: {line}\n")
+            sys.exit(EXIT_FAILED)
+
+    return wrapper
+
+
 def write_metrics(run_dir: str | Path, metrics: dict[str, Any], name: str = METRICS) -> Path:
     """Write the record (or another JSON file of results); refuses non-strict JSON rather
-    than writing it."""
+    than writing it. The file is replaced whole or not at all: a reader never sees half a
+    file, a failed write leaves the previous record and no temporary file, and raises a
+    ``WriteError`` that names the file."""
     path = Path(run_dir) / name
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(strict(metrics), indent=2, allow_nan=False)
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)  # a reader never sees half a file
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text)
+        tmp.replace(path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        raise WriteError(f"could not write {path}: {error.strerror or error}") from None
     return path
 
 

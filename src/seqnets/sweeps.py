@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -128,6 +129,9 @@ def cli(main: Callable[[], Any]) -> None:
     global _composed
     _composed = False
     signals.install()
+    # A full disk fails every write to the run's log: one line says so, not a traceback per
+    # log record (logging's documented switch for this).
+    logging.raiseExceptions = False
     try:
         main()
     except SystemExit as done:

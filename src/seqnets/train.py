@@ -16,7 +16,7 @@ import math
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -236,12 +236,17 @@ def run(cfg: DictConfig) -> float | None:
         sys.stderr.write(f"seqnets: interrupted by {why}{how}\n")
         sys.exit(signals.exit_code(signals.state.received))
     except Exception as error:  # a bug or a broken environment: keep the traceback in the log
-        log.exception("the run failed")
-        message = f"{type(error).__name__}: {error}"
-        records.write_metrics(run_dir, base | {"status": records.FAILED, "error": message})
+        fault = records.write_fault(error)  # disk full, no permission: one line says where
+        if fault is None:
+            log.exception("the run failed")
+        message = fault or f"{type(error).__name__}: {error}"
+        with suppress(records.WriteError):  # on a full disk, the record may not fit either
+            records.write_metrics(run_dir, base | {"status": records.FAILED, "error": message})
         if multirun:
+            log.error("%s", message)
             return None
-        sys.stderr.write(f"seqnets: error: the run failed ({message}); see {run_dir}/train.log\n")
+        where = "" if fault else f"; see {run_dir}/train.log"
+        sys.stderr.write(f"seqnets: error: the run failed ({message}){where}\n")
         sys.exit(EXIT_FAILED)
 
     if not objects["trainer"].is_global_zero:  # DDP: rank zero writes the record
@@ -267,6 +272,7 @@ def run(cfg: DictConfig) -> float | None:
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
+@records.exits_on_write_fault
 def main(cfg: DictConfig) -> float | None:
     return run(cfg)
 

@@ -57,7 +57,13 @@ class TensorDataModule(L.LightningDataModule):
 
     def resumable(self, loader: BatchLoader) -> BatchLoader:
         """``loader`` (the training loader) told where a restored run stands (see
-        ``state_dict``)."""
+        ``state_dict``), and where Lightning's ``limit_train_batches`` ends each epoch."""
+        limit = self.trainer.limit_train_batches if self.trainer else None
+        if limit is not None:  # Lightning's reading: a count of batches, or a fraction
+            batches = len(loader)
+            loader.sampler.limit = (
+                min(batches, limit) if isinstance(limit, int) else int(batches * limit)
+            )
         if self._resume:
             loader.sampler.resume_at(self._resume["epoch"], self._resume["items"])
             self._resume = None

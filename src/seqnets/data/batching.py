@@ -76,7 +76,9 @@ class EpochSampler(Sampler):
     slice per batch, not a Python int per item); Lightning calls ``set_epoch``.
     ``resume_at(epoch, items)`` drops the first items of that epoch once (a run resumed
     mid-epoch continues where the interrupted one stopped); ``consumed`` counts the items of
-    this epoch handed out so far.
+    this epoch handed out so far. ``limit`` (batches, or items without ``batch_size``) ends
+    every epoch there, counted from the epoch's start: Lightning's ``limit_train_batches``
+    counts from where the iterator starts, which for a resumed epoch is not its start.
 
     The order is computed when the first item is asked for, not when the iterator is made:
     Lightning makes the first epoch's iterator before a resumed run's epoch is restored.
@@ -94,6 +96,7 @@ class EpochSampler(Sampler):
         self.batch_size = batch_size
         self._resume: tuple[int, int] | None = None
         self.consumed = 0
+        self.limit: int | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch, self.consumed = epoch, 0
@@ -110,13 +113,15 @@ class EpochSampler(Sampler):
         return self.n // self.world if self.even else len(range(self.rank, self.n, self.world))
 
     def __iter__(self) -> Iterator[int | torch.Tensor]:
+        step = self.batch_size or 1
         items = self.order()[self.rank :: self.world][: self.num_items()]
+        if self.limit is not None:
+            items = items[: self.limit * step]
         start = 0
         if self._resume is not None and self._resume[0] == self.epoch:
             start = self._resume[1]
             self._resume = None
         self.consumed = start
-        step = self.batch_size or 1
         for begin in range(start, len(items), step):
             # Counted as handed out: the loader asks for nothing before its batch is due.
             self.consumed = min(begin + step, len(items))

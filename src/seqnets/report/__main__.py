@@ -152,6 +152,7 @@ def build(cfg: DictConfig) -> Path:
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="report")
+@records.exits_on_write_fault
 def main(cfg: DictConfig) -> None:
     from seqnets.errors import EXIT_USAGE, ConfigError
 

@@ -324,9 +324,13 @@ def mnist_section(report: Report, rows: list[Row], commands: dict[str, str]) -> 
             "Training loss per iteration (smoothed) and train/validation accuracy and loss per "
             "epoch, every run",
         )
-    best = best_row(rows, field("best_val"))
+    best = best_row(rows, field("best_val"), monitor_mode(rows))
     if best is not None:
-        run = max(best.completed, key=lambda r: r["best_val"])
+        pick = max if monitor_mode(rows) == "max" else min
+        run = pick(
+            (r for r in best.completed if r.get("best_val") is not None),
+            key=lambda r: r["best_val"],
+        )
         name = best.experiment.split("/")[-1]
         report.add(
             f"### The best run on validation: {name} (seed {run['seed']}, test accuracy "
@@ -368,9 +372,18 @@ def classification_table(cr: dict[str, Any]) -> str:
     return table(["digit", "precision", "recall", "F1", "support"], lines)
 
 
-def best_row(rows: list[Row], get: Getter) -> Row | None:
-    scored = [(r.stat(get).mean, r) for r in rows if r.completed]
-    return max(scored, key=lambda t: t[0])[1] if scored else None
+def monitor_mode(rows: list[Row]) -> str:
+    """Whether the section's monitored validation metric is better high ("max") or low."""
+    modes = {r.config.get("task", {}).get("monitor_mode", "max") for r in rows if r.config}
+    return modes.pop() if len(modes) == 1 else "max"
+
+
+def best_row(rows: list[Row], get: Getter, mode: str = "max") -> Row | None:
+    """The row whose mean of ``get`` is best (highest, or lowest with ``mode="min"``),
+    among rows that have such a mean at all."""
+    scored = [(stat.mean, r) for r in rows if (stat := r.stat(get)).mean is not None]
+    pick = max if mode == "max" else min
+    return pick(scored, key=lambda t: t[0])[1] if scored else None
 
 
 def compare(
