@@ -410,3 +410,56 @@ def test_resume_past_max_steps_keeps_the_whole_schedule(compose_cfg, tmp_path):
     resumed = run("resumed", ckpt=tmp_path / "part" / "checkpoints" / "last.ckpt")
     # Lightning counts the stopped epoch as done: the resumed run trains the second one
     assert resumed["status"] == "completed" and resumed["steps_trained"] == 50
+
+
+def test_a_preempted_cluster_job_is_requeued_and_resumes_in_its_own_directory(
+    tmp_path, monkeypatch, capsys
+):
+    # Under submitit (Hydra's SLURM launcher) a job about to be preempted or timed out gets
+    # SIGUSR2, and submitit's handler requeues it and exits. The run first saves where it
+    # stands; started again with the same arguments, in the same directory, it goes on.
+    from seqnets.fastpath import FastSequenceModule
+
+    args = (
+        *tiny("task=remember", "model.hidden=3", "callbacks.analysis=null"),
+        "trainer.max_epochs=2",
+        "task.max_epochs=2",
+        "trainer.limit_train_batches=30",
+    )
+    code, said = cli_in_process(
+        *args, f"hydra.run.dir={tmp_path / 'full'}", cwd=tmp_path, capsys=capsys
+    )
+    assert code == 0, said
+    monkeypatch.setenv("SUBMITIT_EXECUTOR", "slurm")
+    requeued = []
+
+    def submitit(signum, frame):  # what submitit's handler does, once the job is requeued
+        requeued.append(signum)
+        raise SystemExit(-1)
+
+    previous = signal.signal(signal.SIGUSR2, submitit)
+    step = FastSequenceModule.training_step
+
+    def preempted_at_20(self, dataloader_iter):
+        out = step(self, dataloader_iter)
+        if self.global_step == 20 and not requeued:
+            os.kill(os.getpid(), signal.SIGUSR2)  # the cluster's warning, mid-epoch
+        return out
+
+    monkeypatch.setattr(FastSequenceModule, "training_step", preempted_at_20)
+    job = tmp_path / "job"
+    try:
+        code, said = cli_in_process(*args, f"hydra.run.dir={job}", cwd=tmp_path, capsys=capsys)
+        assert requeued == [signal.SIGUSR2] and code == -1, said
+        record = load_metrics(job)
+        assert record["status"] == "interrupted" and record["signal"] == "SIGUSR2"
+        assert (job / "checkpoints" / "interrupted.ckpt").is_file()
+        monkeypatch.setattr(FastSequenceModule, "training_step", step)
+        code, said = cli_in_process(*args, f"hydra.run.dir={job}", cwd=tmp_path, capsys=capsys)
+        assert code == 0, said
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    resumed, full = load_metrics(job), load_metrics(tmp_path / "full")
+    assert resumed["resumed_from"].endswith("interrupted.ckpt")
+    assert resumed["train_loss_steps"] == full["train_loss_steps"]
+    assert resumed["test"] == full["test"] and resumed["best_val"] == full["best_val"]

@@ -170,10 +170,10 @@ def test_sweep_with_a_diverging_job_finishes_the_others(tmp_path):
 def test_a_crash_is_recorded_as_failed(tmp_path, capsys, monkeypatch):
     from seqnets.models.module import SequenceModule
 
-    def broken(self, batch, batch_idx):
+    def broken(self, batch):  # both training loops compute every step's losses here
         raise RuntimeError("kaboom")
 
-    monkeypatch.setattr(SequenceModule, "training_step", broken)
+    monkeypatch.setattr(SequenceModule, "training_losses", broken)
     code, said = cli_in_process(*tiny("task=remember"), cwd=tmp_path, capsys=capsys)
     assert code == 1
     assert "the run failed (RuntimeError: kaboom)" in said

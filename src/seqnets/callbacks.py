@@ -225,7 +225,10 @@ class InterruptCheckpoint(OnExceptionCheckpoint):
         # After Lightning registered its own SIGTERM handler (which only marks the signal):
         # this run's handler defers the stop to the next step.
         if threading.current_thread() is threading.main_thread():
-            self._previous = {s: signal.signal(s, signals.handle) for s in signals.SIGNALS}
+            self._previous = {s: signal.signal(s, signals.handle) for s in signals.stop_signals()}
+            preempt = signals.preemption_signal()
+            if preempt is not None:
+                signals.state.requeue = self._previous.get(preempt)
         signals.state.deferring = True
 
     def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:

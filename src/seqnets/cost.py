@@ -12,13 +12,14 @@ of magnitude, never as a prompt (sweeps and CI have no terminal).
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from typing import Any
 
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from seqnets.errors import ConfigError
 
@@ -28,8 +29,15 @@ PROBE_STEPS, PROBE_REPEATS = 32, 3
 
 def step_seconds(model: DictConfig, num_features: int, batch: int) -> tuple[float, float]:
     """Seconds per sequence step (one sequence, one time step) of the network ``model``
-    names, in batches of ``batch``: scored (forward only) and trained (with backward)."""
-    backbone = instantiate(model, input_size=num_features)
+    names, in batches of ``batch``: scored (forward only) and trained (with backward).
+    Timed once per process for each network (a sweep's seeds share it; a run is checked
+    before its directory exists and again inside it)."""
+    return _timed(OmegaConf.to_yaml(model, resolve=True), num_features, batch)
+
+
+@functools.lru_cache(maxsize=64)
+def _timed(model_yaml: str, num_features: int, batch: int) -> tuple[float, float]:
+    backbone = instantiate(OmegaConf.create(model_yaml), input_size=num_features)
     x = torch.randn(batch, PROBE_STEPS, num_features)
     per = batch * PROBE_STEPS
 

@@ -173,6 +173,22 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
     return record | {"dir": str(run_dir)}
 
 
+def resume_point(run_dir: str | Path) -> Path | None:
+    """The checkpoint a run stopped in ``run_dir`` goes on from when its job starts there
+    again (a cluster's requeue): the one its record names after a signal, or ``last.ckpt``
+    of a run killed before it wrote a record. None for a fresh directory or a run that
+    ended any other way."""
+    run_dir = Path(run_dir)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if not (run_dir / METRICS).exists():
+        return last if last.is_file() else None
+    record = read_run(run_dir)
+    saved = record.get("checkpoint")
+    if record["status"] == INTERRUPTED and saved and Path(saved).is_file():
+        return Path(saved)
+    return None
+
+
 def failure(run: dict[str, Any]) -> str:
     """Why a run has no scores, in a few words (summaries, sweep endings, the report)."""
     if run["status"] == DIVERGED:

@@ -18,9 +18,12 @@ signal and lets long work go on (the test analysis is one call of a hook); so
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
+from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +38,30 @@ class Stopped(KeyboardInterrupt):
         super().__init__(signal.Signals(signum).name)
 
 
+def preemption_signal() -> int | None:
+    """The signal a cluster job gets before it is preempted or reaches its time limit, when
+    it runs under submitit (Hydra's SLURM launcher): SIGUSR2 unless
+    ``SUBMITIT_PREEMPT_SIGNAL`` names another. Submitit's handler for it requeues the job."""
+    if not os.environ.get("SUBMITIT_EXECUTOR"):
+        return None
+    return getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"), None)
+
+
+def stop_signals() -> tuple[int, ...]:
+    """The signals that stop a training run at its next step."""
+    preempt = preemption_signal()
+    return (*SIGNALS, preempt) if preempt is not None else SIGNALS
+
+
 class _State:
-    """What the process has been asked: the signal received (None: none yet), and whether a
-    training loop will stop at its next step (``deferring``) rather than at once."""
+    """What the process has been asked: the signal received (None: none yet), whether a
+    training loop will stop at its next step (``deferring``) rather than at once, and the
+    handler that requeues a preempted cluster job (submitit's), once training has saved."""
 
     def __init__(self) -> None:
         self.received: int | None = None
         self.deferring = False
+        self.requeue: Callable[..., Any] | None = None
 
 
 state = _State()
@@ -65,6 +85,15 @@ def install() -> None:
     if threading.current_thread() is threading.main_thread():
         for signum in SIGNALS:
             signal.signal(signum, handle)
+
+
+def requeue() -> None:
+    """For a job preempted under submitit, once its checkpoint is saved: hand over to
+    submitit's handler, which requeues the job (it resumes in its own directory,
+    ``checkpoints.requeued_config``) and exits."""
+    handler = state.requeue
+    if state.received is not None and state.received == preemption_signal() and callable(handler):
+        handler(state.received, None)
 
 
 def exit_code(signum: int | None) -> int:

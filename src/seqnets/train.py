@@ -32,7 +32,7 @@ from omegaconf import DictConfig
 
 from seqnets import CONF_DIR, fastpath, records, signals, sweeps
 from seqnets.callbacks import History, InterruptCheckpoint, TestAnalysis, first_of_type
-from seqnets.checkpoints import run_config
+from seqnets.checkpoints import requeued_config, run_config
 from seqnets.checks import check_config, warn_long_training
 from seqnets.errors import (
     EXIT_FAILED,
@@ -214,7 +214,10 @@ def run(cfg: DictConfig) -> float | None:
     base = {"task": cfg.task.name, "seed": cfg.seed}
     overrides = list(hydra_cfg.overrides.task)
     try:
-        cfg = run_config(cfg, overrides)
+        requeued = requeued_config(cfg)
+        if requeued is not None:
+            log.warning("this job stopped here before: resuming from %s", requeued.ckpt_path)
+        cfg = requeued if requeued is not None else run_config(cfg, overrides)
         base = {"task": cfg.task.name, "seed": cfg.seed}  # a resumed run's own
         check_config(cfg, overrides, multirun)
         metrics, objects = train(cfg)
@@ -234,6 +237,7 @@ def run(cfg: DictConfig) -> float | None:
         )
         how = f"; resume with: python -m seqnets.train ckpt_path={saved}" if saved else ""
         sys.stderr.write(f"seqnets: interrupted by {why}{how}\n")
+        signals.requeue()  # a preempted cluster job: requeued by submitit, which exits
         sys.exit(signals.exit_code(signals.state.received))
     except Exception as error:  # a bug or a broken environment: keep the traceback in the log
         fault = records.write_fault(error)  # disk full, no permission: one line says where
