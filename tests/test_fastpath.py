@@ -131,6 +131,25 @@ def test_learning_rate_monitor_logs_at_every_real_step(compose_cfg, tmp_path):
     assert steps["lr-AdamW"] == [4, 9, 14, 19, 24, 29, 34, 39]
 
 
+def batch_size(batch: dict) -> int:
+    return batch["x"].shape[0]
+
+
+def test_throughput_monitor_counts_every_batch(compose_cfg, tmp_path):
+    monitor = {
+        "_target_": "lightning.pytorch.callbacks.ThroughputMonitor",
+        "batch_size_fn": {"_target_": "hydra.utils.get_method", "path": f"{__name__}.batch_size"},
+    }
+    (_, module, trainer), (_, _, one) = both(compose_cfg, tmp_path, extra={"tp": monitor})
+    assert type(module) is SequenceModule
+    steps = scalar_steps(trainer)
+    assert steps == scalar_steps(one)
+    assert "train/samples" in steps  # 64 samples a batch, counted for every batch
+    events = EventAccumulator(str(trainer.logger.log_dir))
+    events.Reload()
+    assert events.Scalars("train/samples")[-1].value == 40 * 64
+
+
 def test_step_based_checkpoints_are_saved_at_their_steps(compose_cfg, tmp_path):
     every = {
         "_target_": "lightning.pytorch.callbacks.ModelCheckpoint",
