@@ -34,6 +34,7 @@ import logging
 import math
 import os
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -45,7 +46,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from seqnets import records
-from seqnets.errors import ConfigError, check_bool, check_choice, check_real
+from seqnets.errors import EXIT_INTERRUPTED, ConfigError, check_bool, check_choice, check_real
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,9 @@ def index(
             if exclude is not None and run_dir.resolve() == exclude.resolve():
                 continue
             record = records.read_run(run_dir)
-            seen.setdefault(str(Path(record["dir"]).resolve()), record)
+            key = str(Path(record["dir"]).resolve())
+            if key not in seen or not record.get("reused_in"):  # as found, not as pointed to
+                seen[key] = record
     by_identity: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for record in seen.values():
         if record.get("config"):
@@ -323,7 +326,12 @@ def job(cfg: DictConfig, train: Callable[..., float | None]) -> float | None:
         if holder is None:
             break
         log.info("waiting: this run is claimed by %s", describe(holder))
-        wait_while_held(claim.path, holder, claim, float(settings.poll_s))
+        try:
+            wait_while_held(claim.path, holder, claim, float(settings.poll_s))
+        except KeyboardInterrupt:  # nothing started: leave nothing
+            records.discard_run_dir(run_dir)
+            sys.stderr.write("seqnets: interrupted while waiting for a claimed run\n")
+            sys.exit(EXIT_INTERRUPTED)
     try:
         # Looked at again under the claim: the last holder may have finished it meanwhile.
         candidates = index(where, exclude=run_dir)[0].get(ident, [])
@@ -334,7 +342,7 @@ def job(cfg: DictConfig, train: Callable[..., float | None]) -> float | None:
         if checkpoint is None:
             return train(cfg)
         log.info("resuming from %s", checkpoint)
-        cfg.ckpt_path = str(checkpoint)
+        cfg.ckpt_path = str(checkpoint.resolve())
         return train(cfg, continuing=True)
     finally:
         claim.release()
@@ -343,8 +351,9 @@ def job(cfg: DictConfig, train: Callable[..., float | None]) -> float | None:
 def reuse(run_dir: Path, found: dict[str, Any], ident: str) -> float | None:
     """Record in this job's directory which run it reused, and return that run's best
     validation value (finite, or None: what sweepers read)."""
+    source = str(Path(found["dir"]).resolve())  # readable from any working directory
     records.write_metrics(
-        run_dir, {"status": records.REUSED, "reused_from": found["dir"], "identity": ident}
+        run_dir, {"status": records.REUSED, "reused_from": source, "identity": ident}
     )
     log.info("reused %s (%s)", found["dir"], found["status"])
     value = found.get("best_val")
