@@ -221,6 +221,14 @@ class Claim:
             return True
         except FileExistsError:
             return False
+        except OSError:  # no hard links on this filesystem: an exclusive create instead
+            try:
+                handle = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                return False
+            with os.fdopen(handle, "w") as file:
+                file.write(json.dumps(self.me))
+            return True
         finally:
             aside.unlink(missing_ok=True)
 
