@@ -55,6 +55,10 @@ BAD_VALUES = [
     # Lightning would refuse these only once training starts (manual optimisation)
     (("+trainer.gradient_clip_val=0.5",), "trainer.gradient_clip_val=0.5", "task.gradient_clip"),
     (("+trainer.accumulate_grad_batches=2",), "accumulate_grad_batches=2", "task.batch_size"),
+    (("sweep.resume=maybe",), "sweep.resume='maybe'", "true or false"),
+    (("sweep.retrain=[crashed]",), "sweep.retrain='crashed'", "failed, diverged"),
+    (("sweep.stale_after_s=10",), "sweep.stale_after_s=10", ">= 60"),
+    (("sweep.resume=true", "trainer=ddp"), "trainer.strategy='ddp'", "each DDP process"),
 ]
 
 

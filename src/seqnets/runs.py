@@ -311,6 +311,12 @@ def check_settings(cfg: DictConfig) -> None:
     check_real("sweep.stale_after_s", settings.stale_after_s, float(settings.heartbeat_s))
     if not str(settings.runs_dir):
         raise ConfigError("sweep.runs_dir='' is not allowed: a folder, e.g. outputs")
+    strategy = str(cfg.trainer.get("strategy", ""))
+    if settings.resume and strategy.startswith("ddp"):
+        raise ConfigError(
+            f"sweep.resume=true is not allowed with trainer.strategy={strategy!r}: each DDP "
+            f"process would claim the run and wait for the others"
+        )
 
 
 def job(cfg: DictConfig, train: Callable[..., float | None]) -> float | None:
