@@ -95,16 +95,14 @@ def roots(runs_dir: str | Path) -> list[Path]:
     return [Path(runs_dir) / name for name in ROOTS]
 
 
-def index(
-    where: list[Path], exclude: Path | None = None
-) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
+def index(where: list[Path]) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
     """Every run below ``where`` by identity, and every run read. A sweep job that reused a
-    run counts as that run (once); ``exclude`` (the asking job's own directory) is skipped."""
+    run counts as that run (once). An asking job's own new directory is among them, neither
+    a result nor a checkpoint to resume from; unless the sweep writes where an earlier one
+    did (a fixed ``hydra.sweep.dir``): then what is there is reused or resumed in place."""
     seen: dict[str, dict[str, Any]] = {}
     for root in where:
         for run_dir in records.run_dirs(root):
-            if exclude is not None and run_dir.resolve() == exclude.resolve():
-                continue
             record = records.read_run(run_dir)
             key = str(Path(record["dir"]).resolve())
             if key not in seen or not record.get("reused_in"):  # as found, not as pointed to
@@ -333,7 +331,7 @@ def job(cfg: DictConfig, train: Callable[..., float | None]) -> float | None:
     retrain = tuple(settings.retrain)
     claim = Claim(Path(settings.runs_dir) / CLAIMS, ident, run_dir, settings)
     while True:
-        found = result(index(where, exclude=run_dir)[0].get(ident, []), retrain)
+        found = result(index(where)[0].get(ident, []), retrain)
         if found is not None:
             return reuse(run_dir, found, ident)
         holder = claim.take()
@@ -348,7 +346,7 @@ def job(cfg: DictConfig, train: Callable[..., float | None]) -> float | None:
             sys.exit(EXIT_INTERRUPTED)
     try:
         # Looked at again under the claim: the last holder may have finished it meanwhile.
-        candidates = index(where, exclude=run_dir)[0].get(ident, [])
+        candidates = index(where)[0].get(ident, [])
         found = result(candidates, retrain)
         if found is not None:
             return reuse(run_dir, found, ident)
@@ -366,9 +364,10 @@ def reuse(run_dir: Path, found: dict[str, Any], ident: str) -> float | None:
     """Record in this job's directory which run it reused, and return that run's best
     validation value (finite, or None: what sweepers read)."""
     source = str(Path(found["dir"]).resolve())  # readable from any working directory
-    records.write_metrics(
-        run_dir, {"status": records.REUSED, "reused_from": source, "identity": ident}
-    )
+    if source != str(run_dir.resolve()):  # the job's own directory already holds it: as is
+        records.write_metrics(
+            run_dir, {"status": records.REUSED, "reused_from": source, "identity": ident}
+        )
     log.info("reused %s (%s)", found["dir"], found["status"])
     value = found.get("best_val")
     return value if isinstance(value, float) and math.isfinite(value) else None
