@@ -95,23 +95,57 @@ def roots(runs_dir: str | Path) -> list[Path]:
     return [Path(runs_dir) / name for name in ROOTS]
 
 
-def index(where: list[Path]) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
+def index(
+    where: list[Path], slim: bool = False
+) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
     """Every run below ``where`` by identity, and every run read. A sweep job that reused a
     run counts as that run (once). An asking job's own new directory is among them, neither
     a result nor a checkpoint to resume from; unless the sweep writes where an earlier one
-    did (a fixed ``hydra.sweep.dir``): then what is there is reused or resumed in place."""
-    seen: dict[str, dict[str, Any]] = {}
+    did (a fixed ``hydra.sweep.dir``): then what is there is reused or resumed in place.
+
+    ``slim``: only what a sweep job decides by (``facts``), remembered between its jobs."""
+    seen: dict[str, tuple[str | None, dict[str, Any]]] = {}
     for root in where:
         for run_dir in records.run_dirs(root):
-            record = records.read_run(run_dir)
+            if slim:
+                record = facts(run_dir)
+                ident = record["identity"]
+            else:
+                record = records.read_run(run_dir)
+                ident = identity(record["config"]) if record.get("config") else None
             key = str(Path(record["dir"]).resolve())
             if key not in seen or not record.get("reused_in"):  # as found, not as pointed to
-                seen[key] = record
+                seen[key] = (ident, record)
     by_identity: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for record in seen.values():
-        if record.get("config"):
-            by_identity[identity(record["config"])].append(record)
-    return by_identity, list(seen.values())
+    for ident, record in seen.values():
+        if ident is not None:
+            by_identity[ident].append(record)
+    return by_identity, [record for _, record in seen.values()]
+
+
+_facts: dict[str, tuple[tuple[int, int, int], dict[str, Any]]] = {}
+FACTS = ("status", "dir", "best_val", "reused_in")
+
+
+def facts(run_dir: Path) -> dict[str, Any]:
+    """A run's status, directory, best validation value and identity: what a sweep job
+    decides by. Every job of a sweep looks at every run under ``outputs/`` (a record holds
+    every step's loss: ~1 s per 100 runs to read), so a process remembers them while a run's
+    record file is unchanged (a run without one, maybe still running, is read every time)."""
+    try:
+        stat = (run_dir / records.METRICS).stat()
+        stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    except FileNotFoundError:
+        stamp = None
+    known = _facts.get(str(run_dir))
+    if stamp is not None and known is not None and known[0] == stamp:
+        return known[1]
+    record = records.read_run(run_dir)
+    found = {key: record.get(key) for key in FACTS}
+    found["identity"] = identity(record["config"]) if record.get("config") else None
+    if stamp is not None:
+        _facts[str(run_dir)] = (stamp, found)
+    return found
 
 
 def newest(candidates: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -327,16 +361,9 @@ def job(cfg: DictConfig, train: Callable[..., float | None]) -> float | None:
         return train(cfg)
     run_dir = Path(cfg.paths.output_dir)
     ident = identity(OmegaConf.to_container(cfg, resolve=True))
-    where = roots(settings.runs_dir)
-    retrain = tuple(settings.retrain)
     claim = Claim(Path(settings.runs_dir) / CLAIMS, ident, run_dir, settings)
-    while True:
-        found = result(index(where)[0].get(ident, []), retrain)
-        if found is not None:
-            return reuse(run_dir, found, ident)
-        holder = claim.take()
-        if holder is None:
-            break
+    # Claimed before looking: what is found then stays so until the claim is given back.
+    while (holder := claim.take()) is not None:
         log.info("waiting: this run is claimed by %s", describe(holder))
         try:
             wait_while_held(claim.path, holder, claim, float(settings.poll_s))
@@ -345,9 +372,8 @@ def job(cfg: DictConfig, train: Callable[..., float | None]) -> float | None:
             sys.stderr.write("seqnets: interrupted while waiting for a claimed run\n")
             sys.exit(EXIT_INTERRUPTED)
     try:
-        # Looked at again under the claim: the last holder may have finished it meanwhile.
-        candidates = index(where)[0].get(ident, [])
-        found = result(candidates, retrain)
+        candidates = index(roots(settings.runs_dir), slim=True)[0].get(ident, [])
+        found = result(candidates, tuple(settings.retrain))
         if found is not None:
             return reuse(run_dir, found, ident)
         checkpoint = resume_point(candidates)
