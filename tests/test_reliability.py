@@ -52,7 +52,10 @@ BAD_VALUES = [
     (("task.min_len=5", "task.max_len=4"), "min 5 > max 4", "min <= max"),
     (("threads=0",), "threads=0", ">= 1"),
     (("steps_per_call=0",), "steps_per_call=0", ">= 1"),
-    # Lightning would refuse these only once training starts (manual optimisation)
+    (("sweep.resume=maybe",), "sweep.resume='maybe'", "true or false"),
+    (("sweep.retrain=[crashed]",), "sweep.retrain='crashed'", "failed, diverged"),
+    (("sweep.stale_after_s=10",), "sweep.stale_after_s=10", ">= 60"),
+    (("sweep.resume=true", "trainer=ddp"), "trainer.strategy='ddp'", "each DDP process"),
 ]
 
 

@@ -42,13 +42,16 @@ def test_mean_and_spread_over_seeds_count_failures_apart(tmp_path, capsys):
         fake_run(tmp_path, f"ok{seed}", seed, acc=acc)
     fake_run(tmp_path, "bad", 3, status="diverged")
     fake_run(tmp_path, "killed", 4, status="unfinished")
+    cut = fake_run(tmp_path, "cut", 5, status="unfinished")  # its record cut short
+    (cut / "metrics.json").write_text('{"status": "completed", "test": {"test/a')
     summarize.main([str(tmp_path)])
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("| remember")]
-    assert len(rows) == 5 + 1  # every run, then the one group
+    assert len(rows) == 6 + 1  # every run, then the one group
     assert any("**diverged**: training loss became nan at step 7" in r for r in rows)
     assert any("**unfinished**" in r for r in rows)
+    assert any("| 5 | **unreadable**: unreadable metrics.json" in r for r in rows)
     group = rows[-1]
     mean, std = statistics.mean(accs), statistics.stdev(accs)
     assert f"{mean:.4f} ± {std:.4f}" in group  # the failed runs are not averaged in
-    assert "3 (+2 not completed)" in group
+    assert "3 (+3 not completed)" in group

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 from hydra.utils import get_method
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from seqnets import records
 from seqnets.errors import ConfigError
@@ -175,7 +175,7 @@ def resume_config(cfg: DictConfig, overrides: list[str], finished_ok: bool = Fal
         OmegaConf.update(resumed, key, override.value(), merge=True)
     resumed.ckpt_path = str(file)
     done = checkpoint["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"]
-    if done >= resumed.trainer.max_epochs and not finished_ok:
+    if done >= resumed.trainer.max_epochs:
         raise ConfigError(
             f"ckpt_path={str(file)!r} is a run that already trained trainer.max_epochs="
             f"{resumed.trainer.max_epochs} epochs (of task.max_epochs={resumed.task.max_epochs}): "
@@ -188,19 +188,3 @@ def run_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     """The config a run will really use: ``cfg``, or the resumed run's when ``ckpt_path`` is
     set."""
     return resume_config(cfg, overrides) if cfg.get("ckpt_path") else cfg
-
-
-def requeued_config(cfg: DictConfig) -> DictConfig | None:
-    """A job started again in its own run directory (a cluster requeues a preempted job with
-    the same arguments, so it lands in the same directory) goes on from where it stopped:
-    the config that resumes it, or None for a job starting afresh. (A new run never finds
-    anything there: run directories are named to the microsecond.)"""
-    if cfg.get("ckpt_path"):
-        return None
-    point = records.resume_point(cfg.paths.output_dir)
-    if point is None:
-        return None
-    with open_dict(cfg):
-        cfg.ckpt_path = str(point)
-    # The same job: its own config, and nothing left to train is no error (it tests).
-    return resume_config(cfg, [], finished_ok=True)

@@ -29,6 +29,10 @@ COMPLETED, DIVERGED, FAILED, INTERRUPTED, INVALID = (
 )
 # A run directory that never wrote its record: killed, or still running.
 UNFINISHED = "unfinished"
+# A record that cannot be read (truncated, not JSON, not an object): the run may have finished.
+UNREADABLE = "unreadable"
+# A sweep job that found its run already done (``seqnets.runs``): its record names that run.
+REUSED = "reused"
 # What a run writes into its directory; a failed run's directory is cleared of these only.
 RUN_ENTRIES = (
     ".hydra",
@@ -53,6 +57,7 @@ VOLATILE = (
     "steps_per_call",  # the same steps, taken several per call (tests/test_steps_per_call.py)
     "loop",  # the fast path or Lightning's loop: the same run (seqnets.fastpath)
     "ckpt_path",
+    "sweep",  # how a sweep finds, claims and resumes runs (seqnets.runs), not what they compute
     "callbacks.progress_bar",
     "trainer.enable_progress_bar",
     "trainer.enable_model_summary",
@@ -156,37 +161,30 @@ def loads_strict(text: str) -> Any:
     return json.loads(text, parse_constant=_reject_constant)
 
 
-def read_run(run_dir: str | Path) -> dict[str, Any]:
+def read_run(run_dir: str | Path, follow: bool = True) -> dict[str, Any]:
     """A run's record with its ``status`` and ``dir``; one without ``metrics.json`` (killed,
-    or still running) or with an unreadable one is reported as such, never as a result."""
+    or still running) or with an unreadable one is reported as such, never as a result.
+
+    A sweep job that reused a run holds only a pointer to it: with ``follow`` its record is
+    the reused run's (``dir`` that run's, ``reused_in`` the job's), so that tables show the
+    result once, where it was made; without, the job's own pointer (the sweep's summary)."""
     run_dir = Path(run_dir)
     path = run_dir / METRICS
     if not path.exists():
         record = {"status": UNFINISHED}
     else:
         try:
-            record = {"status": COMPLETED, **loads_strict(path.read_text())}
-        except ValueError as error:
-            record = {"status": FAILED, "error": f"unreadable {METRICS}: {error}"}
+            record = loads_strict(path.read_text())
+            if not isinstance(record, dict):
+                raise ValueError(f"a JSON {type(record).__name__}, not an object")
+            record = {"status": COMPLETED, **record}
+        except (ValueError, OSError) as error:  # truncated, garbage, unreadable file
+            record = {"status": UNREADABLE, "error": f"unreadable {METRICS}: {error}"}
+    if follow and record["status"] == REUSED and record.get("reused_from"):
+        return read_run(record["reused_from"], follow=False) | {"reused_in": str(run_dir)}
     if "config" not in record:  # a run that stopped early still says what it was
         record["config"] = stored_config(run_dir)
     return record | {"dir": str(run_dir)}
-
-
-def resume_point(run_dir: str | Path) -> Path | None:
-    """The checkpoint a run stopped in ``run_dir`` goes on from when its job starts there
-    again (a cluster's requeue): the one its record names after a signal, or ``last.ckpt``
-    of a run killed before it wrote a record. None for a fresh directory or a run that
-    ended any other way."""
-    run_dir = Path(run_dir)
-    last = run_dir / "checkpoints" / "last.ckpt"
-    if not (run_dir / METRICS).exists():
-        return last if last.is_file() else None
-    record = read_run(run_dir)
-    saved = record.get("checkpoint")
-    if record["status"] == INTERRUPTED and saved and Path(saved).is_file():
-        return Path(saved)
-    return None
 
 
 def failure(run: dict[str, Any]) -> str:
@@ -196,6 +194,8 @@ def failure(run: dict[str, Any]) -> str:
         return f"{where['what']} became {where['value']} at step {where['step']}"
     if run["status"] == UNFINISHED:
         return "no metrics.json (killed, or still running)"
+    if run["status"] == REUSED:
+        return f"reused {run.get('reused_from')}"
     return str(run.get("error") or "")
 
 

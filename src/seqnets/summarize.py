@@ -29,9 +29,14 @@ SHOWN_ELSEWHERE = (
 
 
 def load_runs(paths: list[Path]) -> list[dict[str, Any]]:
-    """Every run below ``paths`` (finished or not), in directory order."""
+    """Every run below ``paths`` (finished or not, a record missing or unreadable included),
+    in directory order; a sweep job that reused a run is that run, listed once."""
     dirs = sorted({d for p in paths for d in records.run_dirs(p)})
-    return [records.read_run(d) for d in dirs]
+    found: dict[Path, dict[str, Any]] = {}
+    for run_dir in dirs:
+        record = records.read_run(run_dir)
+        found.setdefault(Path(record["dir"]).resolve(), record)
+    return list(found.values())
 
 
 def setting(run: dict[str, Any]) -> str:

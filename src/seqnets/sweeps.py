@@ -23,7 +23,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from seqnets import records, signals
+from seqnets import records, runs, signals
 from seqnets.checkpoints import load_checkpoint, run_config
 from seqnets.checks import check_config
 from seqnets.errors import EXIT_FAILED, EXIT_USAGE, ConfigError
@@ -62,6 +62,7 @@ class RunGuard(Callback):
         overrides = list(config.hydra.overrides.task)
         try:
             check_config(run_config(config, overrides), overrides)
+            runs.check_settings(config)
         except ConfigError as error:
             _fail([str(error)])
 
@@ -84,6 +85,7 @@ class RunGuard(Callback):
             job = loader.load_sweep_config(master_config=config, sweep_overrides=list(overrides))
             try:
                 check_config(run_config(job, list(overrides)), overrides, multirun=True)
+                runs.check_settings(job)
             except ConfigError as error:
                 problems.append(f"job {number} ({' '.join(overrides)}): {error}")
         if problems:
@@ -111,13 +113,22 @@ class CheckpointGuard(Callback):
 
 
 def summary(sweep_dir: Path) -> tuple[list[str], int]:
-    """One line for the sweep, one per job that did not complete; and how many did not."""
-    runs = [records.read_run(d) for d in records.run_dirs(sweep_dir)]
-    bad = [run for run in runs if run["status"] != records.COMPLETED]
-    lines = [f"sweep finished: {len(runs) - len(bad)} of {len(runs)} jobs completed ({sweep_dir})"]
-    for run in bad:
+    """One line for the sweep (how many jobs completed; how many were reused, resumed,
+    trained), one per job that did not complete; and how many did not."""
+    dirs = records.run_dirs(sweep_dir)
+    results = [records.read_run(d) for d in dirs]  # a reused job: the run it reused
+    pairs = zip(dirs, results, strict=True)
+    bad = [(d, run) for d, run in pairs if run["status"] != records.COMPLETED]
+    done = runs.tally(dirs)
+    lines = [
+        f"sweep finished: {len(results) - len(bad)} of {len(results)} jobs completed; "
+        f"{done[runs.REUSED]} reused, {done[runs.RESUMED]} resumed, {done[runs.TRAINED]} "
+        f"trained, {len(bad)} not completed ({sweep_dir})"
+    ]
+    for job_dir, run in bad:
         detail = records.failure(run)
-        lines.append(f"  {Path(run['dir']).name}: {run['status']}{': ' if detail else ''}{detail}")
+        via = f" (reused {run['dir']})" if run.get("reused_in") else ""
+        lines.append(f"  {job_dir.name}: {run['status']}{via}{': ' if detail else ''}{detail}")
     return lines, len(bad)
 
 

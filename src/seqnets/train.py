@@ -30,9 +30,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, Timer
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig
 
-from seqnets import CONF_DIR, fastpath, records, signals, sweeps
+from seqnets import CONF_DIR, fastpath, records, runs, signals, sweeps
 from seqnets.callbacks import History, InterruptCheckpoint, TestAnalysis, first_of_type
-from seqnets.checkpoints import requeued_config, run_config
+from seqnets.checkpoints import run_config
 from seqnets.checks import check_config, warn_long_training
 from seqnets.errors import (
     EXIT_FAILED,
@@ -202,11 +202,12 @@ def objective_value(metrics: dict[str, Any]) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-def run(cfg: DictConfig) -> float | None:
+def run(cfg: DictConfig, continuing: bool = False) -> float | None:
     """One job: check, train, record, and end the way the job ended (see the exit codes).
 
     In a sweep a failed job returns None instead of exiting, so the other jobs still run and
-    the sweep's closing summary lists it.
+    the sweep's closing summary lists it. ``continuing``: ``cfg`` is already the run's own
+    config and ``cfg.ckpt_path`` a checkpoint of it (a resumed sweep job, ``seqnets.runs``).
     """
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
@@ -214,10 +215,7 @@ def run(cfg: DictConfig) -> float | None:
     base = {"task": cfg.task.name, "seed": cfg.seed}
     overrides = list(hydra_cfg.overrides.task)
     try:
-        requeued = requeued_config(cfg)
-        if requeued is not None:
-            log.warning("this job stopped here before: resuming from %s", requeued.ckpt_path)
-        cfg = requeued if requeued is not None else run_config(cfg, overrides)
+        cfg = cfg if continuing else run_config(cfg, overrides)
         base = {"task": cfg.task.name, "seed": cfg.seed}  # a resumed run's own
         check_config(cfg, overrides, multirun)
         metrics, objects = train(cfg)
@@ -278,7 +276,7 @@ def run(cfg: DictConfig) -> float | None:
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 @records.exits_on_write_fault
 def main(cfg: DictConfig) -> float | None:
-    return run(cfg)
+    return runs.job(cfg, run)  # with sweep.resume: reused, resumed or trained, under a claim
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from seqnets import CONF_DIR, records
+from seqnets import CONF_DIR, records, runs
 from seqnets.report import plan as planning
 from seqnets.report.render import TITLES, render_all
 from seqnets.runtime import environment
@@ -113,11 +114,12 @@ def build(cfg: DictConfig) -> Path:
 
     say(f"planning {', '.join(TITLES[s] for s in sections)} x seeds {list(cfg.seeds)}")
     plan = planning.make_plan(cfg)
-    roots = [Path(cfg.runs_dir) / "runs", Path(cfg.runs_dir) / "multirun"]
+    roots = runs.roots(cfg.runs_dir)
     planning.find_done(plan, roots)
     found = sum(planning.is_done(p) for p in plan)
+    jobs = Counter()
     if cfg.train:
-        planning.train_missing(cfg, plan, out / "training.log", say)
+        jobs = planning.train_missing(cfg, plan, out / "training.log", say)
         planning.find_done(plan, roots)
     handwriting = read_handwriting(cfg, plan)
     env = environment()
@@ -131,8 +133,8 @@ def build(cfg: DictConfig) -> Path:
     info = {
         "date": datetime.now().strftime("%Y-%m-%d %H:%M"),
         "wall_s": time.monotonic() - start,
-        "trained": sum(planning.is_done(p) for p in plan) - found,
-        "reused": found,
+        "trained": jobs[runs.TRAINED] + jobs[runs.RESUMED],
+        "reused": found + jobs[runs.REUSED],
         "machine": env["machine"],
         "versions": env["versions"],
         "commit": git_commit(),

@@ -1,23 +1,23 @@
 """Which runs a report needs, which of them already exist, and training the rest.
 
-A report run is an experiment config and a seed. Its identity is its resolved config with
-everything that does not change what it computes taken out (its own directory, the data
-directory, threads, the progress bar), hashed; a completed run under ``outputs/`` with the
-same identity is reused, so an interrupted build resumes where it stopped and a second build
-with nothing changed trains nothing. The missing runs are trained through the same CLI a user
-types, as Hydra multiruns (the joblib launcher runs jobs side by side), while this process
+A report run is an experiment config and a seed; what makes two runs the same (their
+identity), finding them and training them without ever training one twice is
+``seqnets.runs``, shared with the sweeps of ``python -m seqnets.train -m``. A completed run
+under ``outputs/`` with the planned identity is reused, so an interrupted build resumes where
+it stopped and a second build with nothing changed trains nothing. The missing runs are
+trained through the same CLI a user types, as Hydra multiruns (the joblib launcher runs jobs
+side by side) with ``sweep.resume=true``: each job reuses a run finished meanwhile (by a build
+started beside this one), resumes a killed one, or trains it under a claim; this process
 reports progress from their run directories.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import subprocess
 import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -26,12 +26,9 @@ from typing import Any
 from hydra import compose
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from seqnets import records
+from seqnets import records, runs
 from seqnets.data.binary_add import parse_train_len
 from seqnets.models.backbone import parameter_count
-
-RUN = "<run>"
-DATA = "<data>"
 
 
 @dataclass
@@ -51,33 +48,12 @@ class Planned:
         return f"{self.experiment} seed {self.seed}"
 
 
-def normalized(config: dict[str, Any], output_dir: str, data_dir: str) -> dict[str, Any]:
-    """``config`` without what does not change a run's result, its own paths replaced by
-    placeholders (a run's config holds them resolved, e.g. in the checkpoint directory)."""
-
-    config = records.reanchor(records.reanchor(config, output_dir, RUN), data_dir, DATA)
-    for keys in (key.split(".") for key in records.VOLATILE):
-        node = config
-        for key in keys[:-1]:
-            node = node.get(key, {}) if isinstance(node, dict) else {}
-        if isinstance(node, dict):
-            node.pop(keys[-1], None)
-    return config
-
-
-def identity(config: dict[str, Any]) -> str:
-    """A run's identity: a hash of its resolved config's paths-free, volatile-free content."""
-    paths = config.get("paths") or {}
-    content = normalized(config, paths.get("output_dir", ""), paths.get("data_dir", ""))
-    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
-
-
 def planned_config(overrides: list[str]) -> dict[str, Any]:
     """The resolved config ``python -m seqnets.train <overrides>`` would run (its directory a
     placeholder), composed with the report's own Hydra."""
     cfg = compose(config_name="train", overrides=overrides)
     with open_dict(cfg):
-        cfg.paths.output_dir = RUN
+        cfg.paths.output_dir = runs.RUN
     return OmegaConf.to_container(cfg, resolve=True)
 
 
@@ -113,7 +89,7 @@ def make_plan(cfg: DictConfig) -> list[Planned]:
                 overrides = [f"experiment={experiment}", f"seed={seed}", *budget(cfg)]
                 config = planned_config(overrides)
                 plan.append(
-                    Planned(section, experiment, seed, identity(config), cost(config), config)
+                    Planned(section, experiment, seed, runs.identity(config), cost(config), config)
                 )
     return plan
 
@@ -126,34 +102,39 @@ def budget(cfg: DictConfig) -> list[str]:
 def find_done(plan: list[Planned], roots: list[Path]) -> list[dict[str, Any]]:
     """Attach to each planned run its run directory: the newest one with its identity that
     completed or diverged (a diverged run is a result: the same seed would diverge again),
-    else the newest that failed, so the report can say so. Returns every run read."""
-    seen = [records.read_run(d) for root in roots for d in records.run_dirs(root)]
-    by_identity: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for record in seen:
-        if record.get("config"):
-            by_identity[identity(record["config"])].append(record)
+    else the newest other (failed, unfinished), so the report can say so. Returns every run
+    read."""
+    by_identity, seen = runs.index(roots)
     for item in plan:
         candidates = by_identity.get(item.identity, [])
-        if candidates:
-            item.run = max(candidates, key=lambda r: (is_final(r), Path(r["dir"]).stat().st_mtime))
+        final = [r for r in candidates if is_final(r)]
+        item.run = runs.newest(final) or runs.newest(candidates)
     return seen
 
 
+# The statuses that are a report's results; a run found failed is trained again.
+FINAL = (records.COMPLETED, records.DIVERGED)
+RETRAIN = tuple(status for status in runs.RESULTS if status not in FINAL)
+
+
 def is_final(record: dict[str, Any]) -> bool:
-    return record["status"] in (records.COMPLETED, records.DIVERGED)
+    return record["status"] in FINAL
 
 
 def is_done(item: Planned) -> bool:
     return item.run is not None and is_final(item.run)
 
 
-def train_missing(cfg: DictConfig, plan: list[Planned], log_path: Path, say: Any) -> None:
+def train_missing(cfg: DictConfig, plan: list[Planned], log_path: Path, say: Any) -> Counter:
     """Train every planned run that is not done, heaviest first, as multiruns of the real CLI
-    (one per set of seeds still missing), reporting progress from their run directories."""
+    (one per set of seeds still missing), reporting progress from their run directories.
+    Returns how many of their jobs were reused (finished meanwhile by a build beside this
+    one), resumed and trained."""
     missing = [item for item in plan if not is_done(item)]
+    done: Counter = Counter()
     if not missing:
         say("every run is already there: nothing to train")
-        return
+        return done
     by_identity = {item.identity: item for item in missing}
     by_experiment: dict[str, list[Planned]] = defaultdict(list)
     for item in missing:
@@ -182,6 +163,9 @@ def train_missing(cfg: DictConfig, plan: list[Planned], log_path: Path, say: Any
             f"hydra.sweep.dir={sweep_dir}",
             "callbacks.progress_bar.refresh_rate=0",
             "trainer.enable_model_summary=false",
+            "sweep.resume=true",
+            f"sweep.runs_dir={cfg.runs_dir}",
+            f"sweep.retrain=[{','.join(RETRAIN)}]",
         ]
         say("training: python -m seqnets.train " + " ".join(command))
         with open(log_path, "a") as log:
@@ -198,13 +182,16 @@ def train_missing(cfg: DictConfig, plan: list[Planned], log_path: Path, say: Any
                         continue
                     finished.add(run_dir)
                     record = records.read_run(run_dir)
-                    item = by_identity.get(identity(record["config"])) if record["config"] else None
+                    config = record["config"]
+                    item = by_identity.get(runs.identity(config)) if config else None
                     say(clock.tick(record, item.cost if item else 0.0, sweep_dir))
                 if exited:
                     break
                 time.sleep(2)
         if process.returncode not in (0, 1):  # 1: some jobs failed, which the report shows
             raise SystemExit(process.returncode)
+        done += runs.tally(records.run_dirs(sweep_dir))
+    return done
 
 
 class Progress:
@@ -226,6 +213,7 @@ class Progress:
             d.name for d in records.run_dirs(sweep_dir) if not (d / records.METRICS).exists()
         ]
         status = "" if record["status"] == records.COMPLETED else f" ({record['status']})"
+        status += " (reused: trained by another build meanwhile)" if record.get("reused_in") else ""
         return (
             f"run {self.done} of {self.total} done: {Path(record['dir']).name}{status}; "
             f"training: {', '.join(running) or '-'}; {elapsed / 60:.1f} min so far, "

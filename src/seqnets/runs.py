@@ -1,0 +1,424 @@
+"""Runs as results that outlive the command that made them: what makes two runs the same,
+finding a finished one, claiming one while it trains, and resuming one that was killed.
+
+A run's identity is its resolved config with everything that does not change what it
+computes taken out (its own directory, the data directory, threads, the progress bar: see
+``records.VOLATILE``), hashed. Two users of it, one implementation:
+
+- every job of ``python -m seqnets.train -m ... sweep.resume=true`` (``job``, called by the
+  entry point whichever launcher ran it: in process, joblib workers, SLURM nodes) reuses a
+  finished run with its identity under ``sweep.runs_dir``, resumes a killed or interrupted
+  one from its newest readable checkpoint, or trains it; re-running a sweep's command
+  finishes what is missing;
+- the report (``report/plan.py``) plans its runs by identity, finds them with ``index``, and
+  trains the missing ones as such sweeps.
+
+While a job trains, it holds a claim: ``<runs_dir>/claims/<identity>.lock``, naming its
+process, host and run directory, created atomically (a complete file hard-linked into place:
+atomic on local disks and NFS alike). A job that finds its run claimed waits for the claim to
+go, then reads the result, so two sweeps or reports on the same ``outputs/`` never train one
+run twice. A claim is stale, and taken over, when its process is dead (same host) or when its
+heartbeat (the file's mtime, touched every ``heartbeat_s``) is older than ``stale_after_s``
+(another host: a SLURM node whose job hit its time limit).
+
+A reused job's own directory gets a ``metrics.json`` of ``status: reused`` naming the run it
+reused (``records.read_run`` follows it); the reused run's files are only read, never touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import os
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from seqnets import records, signals
+from seqnets.errors import ConfigError, check_bool, check_choice, check_real
+
+log = logging.getLogger(__name__)
+
+RUN = "<run>"  # a run's own directory, in a normalised config
+DATA = "<data>"  # the data directory, in a normalised config
+ROOTS = ("runs", "multirun")  # where runs are, below a runs directory (single runs, sweeps)
+CLAIMS = "claims"  # below a runs directory: one lock file per run being trained
+# Records that are results: reused as they are (failed and diverged ones unless retrained).
+RESULTS = (records.COMPLETED, records.DIVERGED, records.FAILED)
+RETRAINABLE = (records.FAILED, records.DIVERGED)
+# Records of runs that stopped before their end: resumed from their newest checkpoint.
+RESUMABLE = (records.UNFINISHED, records.INTERRUPTED, records.UNREADABLE)
+# What a sweep job did (the sweep's summary counts them).
+REUSED, RESUMED, TRAINED = "reused", "resumed", "trained"
+CHECKPOINTS = "checkpoints"
+
+
+# --- identity -------------------------------------------------------------------------------
+
+
+def normalized(config: dict[str, Any], output_dir: str, data_dir: str) -> dict[str, Any]:
+    """``config`` without what does not change a run's result, its own paths replaced by
+    placeholders (a run's config holds them resolved, e.g. in the checkpoint directory)."""
+    config = records.reanchor(records.reanchor(config, output_dir, RUN), data_dir, DATA)
+    for keys in (key.split(".") for key in records.VOLATILE):
+        node = config
+        for key in keys[:-1]:
+            node = node.get(key, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(keys[-1], None)
+    return config
+
+
+def identity(config: dict[str, Any]) -> str:
+    """A run's identity: a hash of its resolved config's paths-free, volatile-free content."""
+    paths = config.get("paths") or {}
+    content = normalized(config, paths.get("output_dir", ""), paths.get("data_dir", ""))
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# --- finding runs ---------------------------------------------------------------------------
+
+
+def roots(runs_dir: str | Path) -> list[Path]:
+    """The folders below ``runs_dir`` that hold runs (``outputs/runs``, ``outputs/multirun``)."""
+    return [Path(runs_dir) / name for name in ROOTS]
+
+
+def index(
+    where: list[Path], slim: bool = False
+) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
+    """Every run below ``where`` by identity, and every run read. A sweep job that reused a
+    run counts as that run (once). An asking job's own new directory is among them, neither
+    a result nor a checkpoint to resume from; unless the sweep writes where an earlier one
+    did (a fixed ``hydra.sweep.dir``): then what is there is reused or resumed in place.
+
+    ``slim``: only what a sweep job decides by (``facts``), remembered between its jobs."""
+    seen: dict[str, tuple[str | None, dict[str, Any]]] = {}
+    for root in where:
+        for run_dir in records.run_dirs(root):
+            if slim:
+                record = facts(run_dir)
+                ident = record["identity"]
+            else:
+                record = records.read_run(run_dir)
+                ident = identity(record["config"]) if record.get("config") else None
+            key = str(Path(record["dir"]).resolve())
+            if key not in seen or not record.get("reused_in"):  # as found, not as pointed to
+                seen[key] = (ident, record)
+    by_identity: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for ident, record in seen.values():
+        if ident is not None:
+            by_identity[ident].append(record)
+    return by_identity, [record for _, record in seen.values()]
+
+
+_facts: dict[str, tuple[tuple[int, int, int], dict[str, Any]]] = {}
+FACTS = ("status", "dir", "best_val", "reused_in")
+
+
+def facts(run_dir: Path) -> dict[str, Any]:
+    """A run's status, directory, best validation value and identity: what a sweep job
+    decides by. Every job of a sweep looks at every run under ``outputs/`` (a record holds
+    every step's loss: ~1 s per 100 runs to read), so a process remembers them while a run's
+    record file is unchanged (a run without one, maybe still running, is read every time)."""
+    try:
+        stat = (run_dir / records.METRICS).stat()
+        stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    except FileNotFoundError:
+        stamp = None
+    known = _facts.get(str(run_dir))
+    if stamp is not None and known is not None and known[0] == stamp:
+        return known[1]
+    record = records.read_run(run_dir)
+    found = {key: record.get(key) for key in FACTS}
+    found["identity"] = identity(record["config"]) if record.get("config") else None
+    if stamp is not None:
+        _facts[str(run_dir)] = (stamp, found)
+    return found
+
+
+def newest(candidates: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The most recently written of ``candidates`` (by directory mtime), or None."""
+    existing = [r for r in candidates if Path(r["dir"]).exists()]
+    return max(existing, key=lambda r: Path(r["dir"]).stat().st_mtime, default=None)
+
+
+def result(candidates: list[dict[str, Any]], retrain: tuple[str, ...] = ()) -> dict | None:
+    """The run to reuse: the newest completed one, else the newest other result (diverged,
+    failed) whose status is not in ``retrain``; None when the run must be (re)trained."""
+    done = [r for r in candidates if r["status"] == records.COMPLETED]
+    others = [r for r in candidates if r["status"] in RESULTS and r["status"] not in retrain]
+    return newest(done) or newest(others)
+
+
+def resume_point(candidates: list[dict[str, Any]]) -> Path | None:
+    """The newest readable checkpoint of a run that stopped before its end (killed, Ctrl-C,
+    a time limit, an unreadable record), to continue it from; None if there is none.
+
+    A SIGKILL can land while a checkpoint is written, so each is read before it is trusted,
+    newest first (an older one is an earlier epoch end of the same run: still exact)."""
+    from seqnets.checkpoints import CheckpointError, load_checkpoint
+
+    files = [
+        file
+        for run in candidates
+        if run["status"] in RESUMABLE
+        for file in (Path(run["dir"]) / CHECKPOINTS).glob("*.ckpt")
+    ]
+    for file in sorted(files, key=lambda f: f.stat().st_mtime, reverse=True):
+        try:
+            load_checkpoint(file)
+            return file
+        except CheckpointError as error:
+            log.warning("not resuming from %s: %s", file, error)
+    return None
+
+
+# --- claims ---------------------------------------------------------------------------------
+
+
+_held: set[str] = set()  # tokens of the claims this process holds
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _read_holder(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except ValueError:  # never half-written (linked complete), but a foreign file: a holder
+        return {}
+
+
+class Claim:
+    """The right to train one run, held while it trains (see the module's docstring)."""
+
+    def __init__(self, directory: Path, ident: str, run_dir: Path, settings: DictConfig) -> None:
+        self.path = Path(directory) / f"{ident}.lock"
+        self.heartbeat_s = float(settings.heartbeat_s)
+        self.stale_after_s = float(settings.stale_after_s)
+        self.me = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "run_dir": str(run_dir),
+            "token": uuid.uuid4().hex,
+        }
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
+
+    def take(self) -> dict[str, Any] | None:
+        """Take the claim: None when taken, else the live holder's record."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            if self._create():
+                _held.add(self.me["token"])
+                self._beat = threading.Thread(target=self._heartbeat, daemon=True)
+                self._beat.start()
+                return None
+            holder = _read_holder(self.path)
+            if holder is None:  # released between our two looks
+                continue
+            if not self.is_stale(holder):
+                return holder
+            self._remove_stale(holder)
+
+    def _create(self) -> bool:
+        """The lock file, complete from its first instant: written aside, then hard-linked
+        into place (the link fails if the file exists, atomically, NFS included)."""
+        aside = self.path.with_name(f"{self.path.name}.{self.me['token']}")
+        aside.write_text(json.dumps(self.me))
+        try:
+            os.link(aside, self.path)
+            return True
+        except FileExistsError:
+            return False
+        except OSError:  # no hard links on this filesystem: an exclusive create instead
+            try:
+                handle = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                return False
+            with os.fdopen(handle, "w") as file:
+                file.write(json.dumps(self.me))
+            return True
+        finally:
+            aside.unlink(missing_ok=True)
+
+    def is_stale(self, holder: dict[str, Any]) -> bool:
+        """Whether ``holder`` is gone: its process dead on this host, or (another host) its
+        heartbeat older than ``stale_after_s``."""
+        if holder.get("host") == self.me["host"] and isinstance(holder.get("pid"), int):
+            if holder["pid"] == self.me["pid"]:  # this process: held by a job still running?
+                return holder.get("token") not in _held
+            return not _alive(holder["pid"])
+        try:
+            age = time.time() - self.path.stat().st_mtime
+        except FileNotFoundError:
+            return False  # released: the next look finds it free
+        return age > self.stale_after_s
+
+    def _remove_stale(self, holder: dict[str, Any]) -> None:
+        """Move the stale file aside and delete it, unless what was moved is not the claim
+        judged stale (another process took it over meanwhile): that one is put back."""
+        aside = self.path.with_name(f"{self.path.name}.{self.me['token']}.stale")
+        try:
+            os.rename(self.path, aside)
+        except FileNotFoundError:
+            return
+        if _read_holder(aside) != holder:
+            with contextlib.suppress(FileExistsError):
+                os.link(aside, self.path)
+        else:
+            log.warning("taking over the stale claim %s (%s)", self.path, describe(holder))
+        aside.unlink(missing_ok=True)
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self.heartbeat_s):
+            try:
+                os.utime(self.path)
+            except OSError:
+                return
+
+    def release(self) -> None:
+        """Give the claim back (only if the file is still ours)."""
+        self._stop.set()
+        _held.discard(self.me["token"])
+        if (_read_holder(self.path) or {}).get("token") == self.me["token"]:
+            self.path.unlink(missing_ok=True)
+
+
+def describe(holder: dict[str, Any]) -> str:
+    return (
+        f"process {holder.get('pid', '?')} on {holder.get('host', '?')} since "
+        f"{holder.get('started', '?')}, training {holder.get('run_dir', '?')}"
+    )
+
+
+def wait_while_held(path: Path, holder: dict[str, Any], claim: Claim, poll_s: float) -> None:
+    """Until the claim file changes hands, goes, or its holder goes stale (a cheap look at one
+    file every ``poll_s``; the runs are read again only after)."""
+    while True:
+        time.sleep(poll_s)
+        now = _read_holder(path)
+        if now != holder or claim.is_stale(holder):
+            return
+
+
+# --- a sweep's job --------------------------------------------------------------------------
+
+
+def check_settings(cfg: DictConfig) -> None:
+    """The ``sweep`` settings' values (a ConfigError names a bad one)."""
+    settings = cfg.get("sweep")
+    if settings is None:
+        return
+    check_bool("sweep.resume", settings.resume)
+    retrain = settings.retrain
+    if not OmegaConf.is_list(retrain):
+        raise ConfigError(f"sweep.retrain={retrain!r} is not allowed: a list, e.g. [failed]")
+    for status in retrain:
+        check_choice("sweep.retrain", status, RETRAINABLE)
+    for key in ("poll_s", "heartbeat_s"):
+        check_real(f"sweep.{key}", settings[key], 0.0, low_open=True)
+    check_real("sweep.stale_after_s", settings.stale_after_s, float(settings.heartbeat_s))
+    if not str(settings.runs_dir):
+        raise ConfigError("sweep.runs_dir='' is not allowed: a folder, e.g. outputs")
+    strategy = str(cfg.trainer.get("strategy", ""))
+    if settings.resume and strategy.startswith("ddp"):
+        raise ConfigError(
+            f"sweep.resume=true is not allowed with trainer.strategy={strategy!r}: each DDP "
+            f"process would claim the run and wait for the others"
+        )
+
+
+def job(cfg: DictConfig, train: Callable[..., float | None]) -> float | None:
+    """One job, run as ``train(cfg)``, or with ``sweep.resume`` (and no ``ckpt_path`` of the
+    user's): the run reused, resumed (``train(cfg, continuing=True)`` with ``cfg.ckpt_path``
+    its checkpoint) or trained, under a claim. Returns what ``train`` returns (for a reused
+    run: its best validation value, for sweepers)."""
+    run_dir = Path(cfg.paths.output_dir)
+    if not cfg.get("ckpt_path") and (here := resume_point([facts(run_dir)])) is not None:
+        # A job started again in its own run directory: a cluster requeues a preempted job
+        # with the same arguments (signals.requeue). A new run never finds anything there
+        # (run directories are named to the microsecond), so this holds with or without
+        # sweep.resume.
+        log.warning("this job stopped here before: resuming from %s", here)
+        cfg.ckpt_path = str(here.resolve())
+        return train(cfg, continuing=True)
+    settings = cfg.get("sweep")
+    if settings is None or not settings.resume or cfg.get("ckpt_path"):
+        return train(cfg)
+    ident = identity(OmegaConf.to_container(cfg, resolve=True))
+    claim = Claim(Path(settings.runs_dir) / CLAIMS, ident, run_dir, settings)
+    # Claimed before looking: what is found then stays so until the claim is given back.
+    while (holder := claim.take()) is not None:
+        log.info("waiting: this run is claimed by %s", describe(holder))
+        try:
+            wait_while_held(claim.path, holder, claim, float(settings.poll_s))
+        except KeyboardInterrupt:  # nothing started: leave nothing
+            records.discard_run_dir(run_dir)
+            sys.stderr.write("seqnets: interrupted while waiting for a claimed run\n")
+            sys.exit(signals.exit_code(signals.state.received))
+    try:
+        candidates = index(roots(settings.runs_dir), slim=True)[0].get(ident, [])
+        found = result(candidates, tuple(settings.retrain))
+        if found is not None:
+            return reuse(run_dir, found, ident)
+        checkpoint = resume_point(candidates)
+        if checkpoint is None:
+            return train(cfg)
+        log.info("resuming from %s", checkpoint)
+        cfg.ckpt_path = str(checkpoint.resolve())
+        return train(cfg, continuing=True)
+    finally:
+        claim.release()
+
+
+def reuse(run_dir: Path, found: dict[str, Any], ident: str) -> float | None:
+    """Record in this job's directory which run it reused, and return that run's best
+    validation value (finite, or None: what sweepers read)."""
+    source = str(Path(found["dir"]).resolve())  # readable from any working directory
+    if source != str(run_dir.resolve()):  # the job's own directory already holds it: as is
+        records.write_metrics(
+            run_dir, {"status": records.REUSED, "reused_from": source, "identity": ident}
+        )
+    log.info("reused %s (%s)", found["dir"], found["status"])
+    value = found.get("best_val")
+    return value if isinstance(value, float) and math.isfinite(value) else None
+
+
+def how(job_record: dict[str, Any]) -> str | None:
+    """What a sweep job did, from its own record (``read_run(..., follow=False)``): reused,
+    resumed or trained; None for a job that did not run (invalid, or no record yet)."""
+    if job_record["status"] == records.REUSED:
+        return REUSED
+    if job_record.get("resumed_from"):
+        return RESUMED
+    if job_record["status"] in (*RESULTS, records.INTERRUPTED):
+        return TRAINED
+    return None
+
+
+def tally(job_dirs: list[Path]) -> Counter:
+    """How many of these sweep jobs were reused, resumed, trained."""
+    return Counter(h for d in job_dirs if (h := how(records.read_run(d, follow=False))))
