@@ -8,6 +8,7 @@ first. Bad settings get one line and exit code 2, as every seqnets command.
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -94,6 +95,7 @@ def serve(cfg: DictConfig, runs: list[Run], defaults: dict[str, Run]) -> None:
     from seqnets.demo.answers import Models
     from seqnets.demo.page import build
 
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own startup requests
     torch.set_num_threads(resolve_threads(cfg.threads))
     models = Models(runs, data_dir=cfg.paths.data_dir)
     for run in defaults.values():

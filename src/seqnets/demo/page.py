@@ -96,12 +96,14 @@ def _mnist_tab(runs, defaults, models, missing) -> None:
         with gr.Column(scale=1):
             picker = _picker("mnist", runs, defaults.get("mnist"), "mnist-model")
             sketch = gr.Sketchpad(
-                label="draw a digit (mouse or finger)",
+                label="draw a digit: pick the brush, then draw with the mouse or a finger",
                 type="pil",
                 image_mode="RGBA",
                 canvas_size=(280, 280),
+                format="png",
                 layers=False,
                 transforms=(),
+                brush=gr.Brush(default_size=14, colors=["#000000"], color_mode="fixed"),
                 elem_id="mnist-sketch",
             )
             upload = gr.File(label="or upload a photo of a digit", elem_id="mnist-upload")
@@ -112,11 +114,19 @@ def _mnist_tab(runs, defaults, models, missing) -> None:
                 seen = gr.Image(
                     label="what the network reads (28x28, after the own-handwriting steps)",
                     type="pil",
+                    format="png",
+                    height=SHOWN_SIZE + 60,
                     interactive=False,
                     elem_id="mnist-seen",
                 )
                 probs = gr.Label(num_top_classes=10, label="its answer", elem_id="mnist-probs")
-            rows = gr.Plot(label="row by row", format="png", elem_id="mnist-rows")
+            rows = gr.Image(
+                label="row by row: the answer after each row read",
+                type="pil",
+                format="png",
+                interactive=False,
+                elem_id="mnist-rows",
+            )
     outputs = [said, seen, probs, rows]
 
     def answer(checkpoint: str | None, drawing: Any, file: Any) -> list[Any]:
