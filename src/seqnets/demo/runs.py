@@ -86,7 +86,8 @@ def _from_record(record: dict[str, Any]) -> Run | None:
 def find_runs(root: str | Path) -> list[Run]:
     """Every completed run with a checkpoint at or below ``root``, best first within each
     task (by test score, then by exactness on the longest sums, then newest)."""
-    found = [_from_record(records.read_run(d)) for d in records.run_dirs(root)]
+    # Absolute paths: the page's picker names runs by checkpoint, wherever it was started.
+    found = [_from_record(records.read_run(d)) for d in records.run_dirs(Path(root).resolve())]
     runs = [run for run in found if run is not None]
     runs.sort(key=lambda r: r.checkpoint.stat().st_mtime, reverse=True)
     runs.sort(key=lambda r: r.rank, reverse=True)  # stable: newest first among equals
