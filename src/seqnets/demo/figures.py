@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from PIL import Image, ImageDraw, ImageFont
 
 DPI = 80
@@ -78,7 +79,8 @@ def sum_bits(result: dict) -> Figure:
     ax.plot(steps, true, ls="none", marker="_", color="black", label="true bit", zorder=3)
     if wrong.any():
         ax.plot(steps[wrong], true[wrong], "x", color=WRONG, label="wrong", zorder=4)
-    ax.set(ylim=(-0.08, 1.08), ylabel="P(bit = 1)")
+    ax.set(ylim=(-0.08, 1.3), ylabel="P(bit = 1)", yticks=[0, 0.5, 1])
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(f"sum bits, least significant first: {int(wrong.sum())} wrong of {len(prob)}")
     ax.legend(loc="upper right", fontsize=7, ncols=3)
     if carry_shown:
@@ -86,6 +88,7 @@ def sum_bits(result: dict) -> Figure:
         ax.step(steps, result["carry"], where="mid", color="black", label="true carry")
         ax.plot(steps, result["unit_values"], color=RIGHT, label=result["unit"])
         ax.set(ylabel="state", title=f"carry unit {result['unit']} at each step")
+        ax.set_ylim(min(-1.1, *result["unit_values"]), max(1.5, *result["unit_values"]))
         ax.legend(loc="upper right", fontsize=7, ncols=2)
     axes[-1].set_xlabel("step (bit position)")
     return fig
@@ -99,7 +102,7 @@ def remember_steps(result: dict) -> Figure:
     sequence, k = result["sequence"], result["K"]
     steps = len(sequence)
     fig = Figure(figsize=(max(5.0, min(12, 1.5 + 0.32 * steps)), 3.6), dpi=DPI)
-    fig.subplots_adjust(left=0.1, right=0.98, top=0.9, bottom=0.14)
+    fig.subplots_adjust(left=0.1, right=0.86, top=0.9, bottom=0.14)
     ax = fig.add_subplot()
     image = ax.imshow(probs, cmap="Blues", vmin=0, vmax=1, aspect="auto", origin="lower")
     fig.colorbar(image, ax=ax, label="P(answer)", fraction=0.05, pad=0.02)

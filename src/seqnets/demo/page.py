@@ -30,6 +30,7 @@ INTRO = (
     "MNIST digit is read as 28 rows, a sum two bits at a time (least significant first), a "
     "digit list one digit at a time. Pick another run to compare networks on the same input."
 )
+PROMPT = "Draw a digit, or upload a photo of one."
 SHOWN_SIZE = 168  # the 28x28 image is shown at 6x, each pixel a visible square
 
 
@@ -109,10 +110,10 @@ def _mnist_tab(runs, defaults, models, missing) -> None:
             upload = gr.File(label="or upload a photo of a digit", elem_id="mnist-upload")
             read = gr.Button("Read the drawing", variant="primary", elem_id="mnist-read")
         with gr.Column(scale=2):
-            said = gr.Markdown("Draw a digit, or upload a photo.", elem_id="mnist-answer")
+            said = gr.Markdown(PROMPT, elem_id="mnist-answer")
             with gr.Row():
                 seen = gr.Image(
-                    label="what the network reads (28x28, after the own-handwriting steps)",
+                    label="what the network reads (28x28)",
                     type="pil",
                     format="png",
                     height=SHOWN_SIZE + 60,
@@ -130,9 +131,11 @@ def _mnist_tab(runs, defaults, models, missing) -> None:
     outputs = [said, seen, probs, rows]
 
     def answer(checkpoint: str | None, drawing: Any, file: Any) -> list[Any]:
+        composite = drawing.get("composite") if isinstance(drawing, dict) else drawing
+        if composite is None and not file:  # a run picked before anything was drawn
+            return [PROMPT, None, None, None]
         try:
             loaded = _loaded(models, checkpoint, missing, "mnist")
-            composite = drawing.get("composite") if isinstance(drawing, dict) else drawing
             result = answers.read_digit(loaded, composite, file)
         except Exception as error:  # shown as one line; the page stays as it was otherwise
             return [_error_line(error), None, None, None]
@@ -207,7 +210,7 @@ def _add_tab(runs, defaults, models, missing, max_bits: int) -> None:
             "```",
             f"network  {result['pred_bits']}",
             f"true     {result['true_bits']}",
-            f"         {result['marks']}",
+            *([f"wrong    {result['marks']}"] if result["wrong_bits"] else []),
             "```",
         ]
         if result["unit"] is None:
