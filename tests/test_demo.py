@@ -174,15 +174,24 @@ def test_bad_settings_one_line(tmp_path, capsys):
         assert code == 2 and len(lines) == 1 and fragment in lines[0], said
 
 
-def test_no_runs_says_how_to_train(tmp_path):
+def test_no_runs_says_how_to_train(monkeypatch, capsys):
+    """Without runs the page names the command that trains one; in a terminal the command
+    asks first, and trains nothing when the answer is no."""
     from omegaconf import OmegaConf
 
-    from seqnets.demo.__main__ import missing_lines
+    from seqnets.demo.__main__ import missing_lines, offer_training
 
     cfg = OmegaConf.load(Path(__file__).parents[1] / "conf" / "demo.yaml")
     lines = missing_lines(cfg, {})
     assert set(lines) == {"mnist", "binary_add", "remember"}
     assert "python -m seqnets.train task=mnist" in lines["mnist"]
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", lambda prompt: "n")
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("trained anyway"))
+    assert offer_training(cfg, ["mnist"]) is False
+    assert "python -m seqnets.train task=mnist" in capsys.readouterr().out
+    cfg.train_missing = False
+    assert offer_training(cfg, ["mnist"]) is False
 
 
 # -- the server, through its API -----------------------------------------------------------
@@ -309,8 +318,8 @@ def test_page_draw(page):
     x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] * 0.25
     page.mouse.move(x, y)
     page.mouse.down()
-    for step in range(1, 16):  # a downward stroke: a "1"
-        page.mouse.move(x + step * 0.5, y + step * box["height"] * 0.035)
+    for step in range(1, 5):  # a downward stroke, a "1" (each move redraws the canvas: few)
+        page.mouse.move(x + step * 2, y + step * box["height"] * 0.13)
     page.mouse.up()
     said = _answer(page, "mnist-answer", "The network reads")
     assert said.split("reads ")[1][0] in "0123456789"

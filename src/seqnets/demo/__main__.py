@@ -119,6 +119,8 @@ def serve(cfg: DictConfig, runs: list[Run], defaults: dict[str, Run]) -> None:
         raise ConfigError(f"the page cannot be served on {cfg.host}:{cfg.port}: {error}") from None
     for task, run in defaults.items():
         print(f"seqnets demo: {task}: {run.label}")
+    for line in missing_lines(cfg, defaults).values():
+        print(f"seqnets demo: {line}")
     print(f"seqnets demo: serving on {page.local_url} (Ctrl-C to stop)", flush=True)
     try:
         page.block_thread()

@@ -88,7 +88,7 @@ def build(
 
 def _notice(task: str, missing: dict[str, str]) -> None:
     if task in missing:
-        gr.Markdown(f"**No trained {task} run yet.** {missing[task]}", elem_id=f"{task}-none")
+        gr.Markdown(f"**{missing[task]}**", elem_id=f"{task}-none")
 
 
 def _mnist_tab(runs, defaults, models, missing) -> None:
