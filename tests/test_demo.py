@@ -274,6 +274,10 @@ def test_api_upload(client, models, digit_png, blank_png):
     )
     assert "blank.png: no ink was found" in said and "Traceback" not in said
     assert seen is None and rows is None
+    broken = digit_png.parent / "5_broken.png"
+    broken.write_bytes(b"not an image")
+    said, *_ = client.predict(checkpoint, handle_file(str(broken)), api_name="/read_upload")
+    assert said == "**Not read:** 5\\_broken.png is not an image that PIL can read"
 
 
 # -- the page, in a real browser -------------------------------------------------------------

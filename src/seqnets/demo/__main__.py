@@ -59,7 +59,7 @@ def missing_lines(cfg: DictConfig, defaults: dict[str, Run]) -> dict[str, str]:
     return {
         task: (
             f"No completed {task} run under {cfg.runs_dir}/: train one with "
-            f"`{train_command(cfg, task)}`, then start the demo again."
+            f"{train_command(cfg, task)} and start the demo again."
         )
         for task in TASKS
         if task not in defaults

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from PIL import Image
 
 from seqnets import inside
@@ -178,8 +177,3 @@ def bad_input_line(error: BaseException) -> str:
     if isinstance(error, ConfigError):
         return text
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-def empty_mnist_image() -> torch.Tensor:
-    """A black 28x28 image: what the network reads before anything is drawn."""
-    return torch.zeros(28, 28, dtype=torch.uint8)

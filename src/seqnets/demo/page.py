@@ -9,6 +9,7 @@ usable; the answers themselves come from :mod:`seqnets.demo.answers`.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -35,10 +36,12 @@ SHOWN_SIZE = 168  # the 28x28 image is shown at 6x, each pixel a visible square
 
 
 def _error_line(error: BaseException) -> str:
+    """The one line shown for a refused input; Markdown's characters escaped, so that a file
+    named ``my_first_7.png`` is not shown in italics."""
     line = answers.bad_input_line(error)
     if not isinstance(error, ConfigError):  # a bug, not a bad input: keep the traceback here
         log.exception("the demo failed on an input")
-    return f"**Not read:** {line}"
+    return "**Not read:** " + re.sub(r"([\\`*_\[\]<>#|~])", r"\\\1", line)
 
 
 def _picker(task: str, runs: list[Run], default: Run | None, elem: str) -> gr.Dropdown:
