@@ -25,6 +25,7 @@ from seqnets.runtime import resolve_threads
 from seqnets.sweeps import cli
 
 IDLE_POLL_S = 0.01  # how often the idle page's queue looks for work
+RUN_NAME = "${now:%H-%M-%S-%f}_${task.name}_${model.cell}"
 
 
 def check(cfg: DictConfig) -> None:
@@ -82,7 +83,8 @@ def offer_training(cfg: DictConfig, missing: list[str]) -> bool:
         if answer.strip().lower() not in ("y", "yes"):
             return False
     for task in missing:
-        where = Path(cfg.runs_dir) / "runs" / "demo" / task
+        # A new directory per run, named as train names its own, under runs_dir.
+        where = Path(cfg.runs_dir) / "runs" / "${now:%Y-%m-%d}" / RUN_NAME
         args = [*cfg.small_runs[task], f"hydra.run.dir={where}"]
         print(f"seqnets demo: training {task}: {train_command(cfg, task)}", flush=True)
         done = subprocess.run([sys.executable, "-m", "seqnets.train", *args], check=False)
