@@ -13,7 +13,7 @@ export MPLBACKEND ?= Agg
 ARGS ?=
 
 .PHONY: venv install train test test-full lint format tensorboard bench mnist remember \
-	binary-add report report-quick clean
+	binary-add report report-quick demo clean
 
 venv: $(VENV)/.installed
 
@@ -71,6 +71,11 @@ report: venv
 ## every section with tiny budgets, one seed: a smoke test of the whole pipeline
 report-quick: venv
 	$(PY) -m seqnets.report quick=true seeds=[0] $(ARGS)
+
+## the demo page on http://127.0.0.1:7860 (draw a digit, add two numbers, remember a digit),
+## served until Ctrl-C; e.g. ARGS="ckpt_path=outputs/runs/<run> port=8000"
+demo: venv
+	$(PY) -m seqnets.demo $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info

@@ -141,8 +141,9 @@ def carry_states(
 
     Returns CPU tensors: ``h`` (batch, steps, output_size), ``c`` likewise for an LSTM
     (absent otherwise), ``carry`` (batch, steps), the true carry out of each position (what
-    the state after reading that position must hold), ``pred``, the network's sum bits, and
-    ``real`` (batch, steps), True at the positions inside each sum.
+    the state after reading that position must hold), ``pred``, the network's sum bits,
+    ``prob``, each bit's probability of being 1, and ``real`` (batch, steps), True at the
+    positions inside each sum.
     """
     steps = x.shape[1]
     real = torch.ones(x.shape[:2], dtype=torch.bool)
@@ -157,12 +158,13 @@ def carry_states(
             states["c"] = lstm_states(module.backbone.rnn, x, lengths)[1].float().cpu()
         logits = module.readout(outputs)
         states["pred"] = module.objective.predict(logits).cpu()
+        states["prob"] = torch.sigmoid(logits.squeeze(-1)).float().cpu()  # each bit's P(1)
     states["carry"] = carries(x).cpu()
     states["real"] = real
     return states
 
 
-def _unit_values(states: dict[str, torch.Tensor]) -> torch.Tensor:
+def unit_values(states: dict[str, torch.Tensor]) -> torch.Tensor:
     """h and (for an LSTM) c side by side, in the order of :func:`unit_labels`."""
     return torch.cat([states["h"]] + ([states["c"]] if "c" in states else []), dim=-1)
 
@@ -202,7 +204,7 @@ def carry_correlation(
         steps = int(sizes[part].max())  # sorted by length: short chunks stay short
         states = carry_states(module, x[part, :steps], sizes[part])
         real = states["real"]
-        values = _unit_values(states)[real].double()
+        values = unit_values(states)[real].double()
         carry = states["carry"][real].double()[:, None]
         sums += torch.stack(
             [
@@ -264,7 +266,7 @@ def carry_trace(
     held = ((bits[..., 0] ^ bits[..., 1]) == 1) & (carry == 1)
     pick = int(held.sum(1).argmax())
     states = carry_states(module, batch["x"][pick : pick + 1])
-    value = _unit_values(states)[0, :, labels.index(unit)]
+    value = unit_values(states)[0, :, labels.index(unit)]
     return {
         "unit": unit,
         "length": length,
@@ -275,6 +277,19 @@ def carry_trace(
         "sum": batch["y"][pick].tolist(),
         "pred": states["pred"][0].tolist(),
     }
+
+
+# -- per-step answers: remember and MNIST -------------------------------------------------
+def readout_by_step(
+    module: SequenceModule, x: torch.Tensor, lengths: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The top layer's output at every step of ``x`` and the trained readout's logits on it:
+    for a unidirectional backbone, what the network would answer had the sequence ended
+    there (the answer after each digit, or after each MNIST row). Both on the module's device.
+    """
+    with evaluating(module):
+        outputs, _ = module.backbone(x.to(module.device, torch.float32), lengths)
+        return outputs, module.readout(outputs)
 
 
 # -- remember: the digit held --------------------------------------------------------------
@@ -352,11 +367,9 @@ def hold_accuracy(
     if not 1 <= k <= steps:
         raise ValueError(f"k={k} must lie in 1..steps={steps}")
     batch = make_remember_batch(n, steps, steps, k, _generator(generator))
-    with evaluating(module):
-        outputs, _ = module.backbone(batch["x"].to(module.device))
-        outputs = outputs[:, k - 1 :]
-        preds = module.objective.predict(module.readout(outputs)).cpu()
-    outputs = outputs.cpu()
+    outputs, logits = readout_by_step(module, batch["x"])
+    outputs = outputs[:, k - 1 :].cpu()
+    preds = module.objective.predict(logits[:, k - 1 :]).cpu()
     digits = batch["y"]
     return {
         "note": None,
@@ -391,9 +404,7 @@ def row_by_row(
             raise ValueError("uint8 images need normalize= (the datamodule's normalize)")
         images = normalize(images)
     labels = labels.cpu().long()
-    with evaluating(module):
-        outputs, _ = module.backbone(images.to(module.device, torch.float32))
-        probs = module.readout(outputs).softmax(-1).cpu()
+    probs = readout_by_step(module, images)[1].softmax(-1).cpu()
     confidence, pred = probs.max(-1)  # (batch, rows)
     correct = pred == labels[:, None]
     rows = correct.shape[1]

@@ -33,16 +33,22 @@ from seqnets.sweeps import cli
 log = logging.getLogger(__name__)
 
 
+def digit_probabilities(module: Any, datamodule: Any, images: torch.Tensor) -> torch.Tensor:
+    """uint8 (n, 28, 28) images in MNIST's form -> (n, 10) probabilities of each digit, on
+    the CPU (the images normalised as in training)."""
+    if not len(images):
+        return torch.empty(0, NUM_DIGITS)
+    logits, _ = forward_batch(module, datamodule, {"x": images})
+    return logits.softmax(-1).cpu()
+
+
 def predict_images(module: Any, datamodule: Any, path: Any) -> dict[str, Any]:
     """Every image file at ``path`` (a file or a folder): the digit, its confidence, the true
     one when the file name starts with a digit, and the grid of images as the network saw
     them."""
     images, results = prepare(path)
     rows: list[dict[str, Any]] = []
-    probs = torch.empty(0, NUM_DIGITS)
-    if len(images):
-        logits, _ = forward_batch(module, datamodule, {"x": images})
-        probs = logits.softmax(-1).cpu()
+    probs = digit_probabilities(module, datamodule, images)
     for result in results:
         row: dict[str, Any] = {"file": result.path.name, "true": result.label}
         if result.ok:

@@ -210,6 +210,22 @@ def load_image(path: str | os.PathLike) -> torch.Tensor:
         raise ImageError(
             f"{name} is corrupt or not a supported image ({type(failed).__name__}: {failed})"
         ) from failed
+    return _ink_map(grey, alpha, name)
+
+
+def image_ink(image: Image.Image, name: str | os.PathLike = "the image") -> torch.Tensor:
+    """Ink map of an image already in memory (a drawing on the demo's canvas), read exactly
+    as ``load_image`` reads a file, so a drawing and a photo get the same treatment and the
+    same errors; ``name`` is what an error message calls it."""
+    try:
+        grey, alpha = _grey_and_alpha(image)
+    except Exception as failed:  # an image mode PIL cannot convert
+        raise ImageError(f"{name} cannot be read ({type(failed).__name__}: {failed})") from None
+    return _ink_map(grey, alpha, Path(name))
+
+
+def _ink_map(grey: np.ndarray, alpha: np.ndarray | None, name: Path) -> torch.Tensor:
+    """Luminance (and opacity) -> ink map: transparency composited, polarity fixed."""
     if grey.size == 0:
         raise ImageError(f"{name}: the image has no pixels")
     values = torch.from_numpy(np.ascontiguousarray(grey, dtype=np.float32))
