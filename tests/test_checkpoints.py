@@ -82,10 +82,11 @@ def test_resume_after_a_planned_stop(tmp_path, uninterrupted):
     ]  # the original run's files are untouched
 
 
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_a_signal_mid_epoch_then_resume(tmp_path, uninterrupted, signum, code):
-    # Ctrl-C, and SIGTERM as timeout, docker stop and cluster schedulers send it: the same
-    # resumable checkpoint, the same final metrics as a run never stopped.
+def test_sigterm_mid_epoch_then_resume(tmp_path, uninterrupted):
+    # SIGTERM, as timeout, docker stop and cluster schedulers send it, does what Ctrl-C does
+    # (one handler for both, seqnets.signals): a resumable checkpoint, the same final
+    # metrics as a run never stopped.
+    signum, code = signal.SIGTERM, 143
     env = {**os.environ, "SEQNETS_DATA_DIR": str(DATA_DIR)}
     command = [sys.executable, "-m", "seqnets.train", *SHORT, f"hydra.run.dir={tmp_path / 'part'}"]
     proc = subprocess.Popen(command, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
@@ -108,8 +109,9 @@ def test_a_signal_mid_epoch_then_resume(tmp_path, uninterrupted, signum, code):
     same_result(load_metrics(tmp_path / "resumed"), uninterrupted)
 
 
-def test_sigterm_stops_the_test_analysis_within_seconds(tmp_path):
-    # Lengths up to 3,000 make the analysis minutes long: SIGTERM must end it, not wait.
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_stops_the_test_analysis_within_seconds(tmp_path, signum, code):
+    # Lengths up to 3,000 make the analysis minutes long: a signal must end it, not wait.
     env = {**os.environ, "SEQNETS_DATA_DIR": str(DATA_DIR)}
     args = tiny(
         "task=binary_add", "model.hidden=4", "task.max_eval_len=3000", "budget_minutes=null"
@@ -128,12 +130,12 @@ def test_sigterm_stops_the_test_analysis_within_seconds(tmp_path):
         time.sleep(0.1)
     time.sleep(1.0)  # well into the lengths
     sent = time.monotonic()
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=60)
-    assert time.monotonic() - sent < 10, "SIGTERM did not stop the analysis"
-    assert proc.returncode == 143, stderr[-2000:]
+    assert time.monotonic() - sent < 10, f"{signum.name} did not stop the analysis"
+    assert proc.returncode == code, stderr[-2000:]
     record = load_metrics(run)
-    assert record["status"] == "interrupted" and record["signal"] == "SIGTERM"
+    assert record["status"] == "interrupted" and record["signal"] == signum.name
     # training was over: the run resumes from its last checkpoint (nothing left to train)
     assert record["checkpoint"].endswith("last.ckpt")
 
@@ -344,26 +346,35 @@ def test_the_best_checkpoint_is_found_by_score_not_by_name(compose_cfg, tmp_path
     assert find_checkpoint(tmp_path, prefer="last").name == "last.ckpt"
 
 
+def limited_run(compose_cfg, out: Path, *extra: str, ckpt: Path | None = None) -> dict:
+    """Two epochs of 30 remember batches (trainer.limit_train_batches), trained in process
+    into ``out`` (resumed from ``ckpt`` when given); its metrics."""
+    from omegaconf import open_dict
+
+    from seqnets.train import train
+
+    cfg = compose_cfg(
+        *tiny("task=remember", "model.hidden=3", "callbacks.analysis=null"),
+        "trainer.max_epochs=2",
+        "task.max_epochs=2",
+        "trainer.limit_train_batches=30",
+        *extra,
+    )
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(out)
+        cfg.ckpt_path = str(ckpt) if ckpt else None
+    return train(cfg)[0]
+
+
 def test_resume_mid_epoch_with_a_batch_limit(compose_cfg, tmp_path, monkeypatch):
     # A stop 20 batches into a 30-batch epoch (trainer.limit_train_batches): the resumed run
     # takes the 10 left of that epoch, not 30 more, and ends as a run never stopped.
-    from omegaconf import open_dict
-
     from seqnets import signals
     from seqnets.fastpath import FastSequenceModule
-    from seqnets.train import RunInterrupted, train
+    from seqnets.train import RunInterrupted
 
     def run(name: str, ckpt: Path | None = None) -> dict:
-        cfg = compose_cfg(
-            *tiny("task=remember", "model.hidden=3", "callbacks.analysis=null"),
-            "trainer.max_epochs=2",
-            "task.max_epochs=2",
-            "trainer.limit_train_batches=30",
-        )
-        with open_dict(cfg):
-            cfg.paths.output_dir = str(tmp_path / name)
-            cfg.ckpt_path = str(ckpt) if ckpt else None
-        return train(cfg)[0]
+        return limited_run(compose_cfg, tmp_path / name, ckpt=ckpt)
 
     full = run("full")
     step = FastSequenceModule.training_step
@@ -388,22 +399,8 @@ def test_resume_mid_epoch_with_a_batch_limit(compose_cfg, tmp_path, monkeypatch)
 def test_resume_past_max_steps_keeps_the_whole_schedule(compose_cfg, tmp_path):
     # trainer.max_steps stops a run early; the one-cycle schedule is still planned for every
     # epoch of the task, so a resumed run goes on past it instead of overrunning the schedule.
-    from omegaconf import open_dict
-
-    from seqnets.train import train
-
     def run(name: str, *extra: str, ckpt: Path | None = None) -> dict:
-        cfg = compose_cfg(
-            *tiny("task=remember", "model.hidden=3", "callbacks.analysis=null"),
-            "trainer.max_epochs=2",
-            "task.max_epochs=2",
-            "trainer.limit_train_batches=30",
-            *extra,
-        )
-        with open_dict(cfg):
-            cfg.paths.output_dir = str(tmp_path / name)
-            cfg.ckpt_path = str(ckpt) if ckpt else None
-        return train(cfg)[0]
+        return limited_run(compose_cfg, tmp_path / name, *extra, ckpt=ckpt)
 
     part = run("part", "+trainer.max_steps=20")
     assert part["steps_trained"] == 20
