@@ -13,7 +13,7 @@ export MPLBACKEND ?= Agg
 ARGS ?=
 
 .PHONY: venv install train test test-full lint format tensorboard bench mnist remember \
-	binary-add report report-quick demo clean
+	binary-add report report-quick demo demo-bench clean
 
 venv: $(VENV)/.installed
 
@@ -76,6 +76,11 @@ report-quick: venv
 ## served until Ctrl-C; e.g. ARGS="ckpt_path=outputs/runs/<run> port=8000"
 demo: venv
 	$(PY) -m seqnets.demo $(ARGS)
+
+## how fast the demo answers: in headless Chromium, through its API and in process (the
+## README's "How fast"; outputs/bench/); e.g. ARGS="ckpt_path=outputs/runs/<run> repeats=5"
+demo-bench: venv
+	$(PY) -m seqnets.demo.timing $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info

@@ -11,12 +11,8 @@ browser. Browser tests skip when Chromium or Playwright is missing, except under
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -30,20 +26,9 @@ pytest.importorskip("gradio", reason="the demo's extra is not installed: pip ins
 from seqnets.data.images import ImageError
 from seqnets.demo import answers
 from seqnets.demo.runs import best_per_task, find_runs
+from seqnets.demo.serving import CHROMIUM, CHROMIUM_ARGS, demo_server
 from seqnets.errors import ConfigError
 
-CHROMIUM = os.environ.get("SEQNETS_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-IN_CI = os.environ.get("CI") == "true"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 # The cheapest binary_add recipe that adds 263604+493034 exactly for seed 0 (7 epochs were
 # exact, 5 not; 10 leave a margin), scored on short sums only to save time.
 ADDER = [
@@ -55,6 +40,7 @@ ADDER = [
     "task.max_eval_len=20",
     "trainer=cpu",
 ]
+IN_CI = os.environ.get("CI") == "true"
 MNIST_RUN = HAS_MNIST or REQUIRE_DATA
 TIMEOUT_MS = 30_000
 
@@ -195,43 +181,13 @@ def test_no_runs_says_how_to_train(monkeypatch, capsys):
 
 
 # -- the server, through its API -----------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(root):
     """``python -m seqnets.demo`` on a free localhost port, stopped (Ctrl-C) at the end."""
     env = {**os.environ, "SEQNETS_DATA_DIR": str(DATA_DIR), "SEQNETS_THREADS": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "seqnets.demo", f"port={_free_port()}", "train_missing=false"],
-        cwd=root,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    said, url, start = [], None, time.monotonic()
-    while url is None and time.monotonic() - start < 120:
-        line = proc.stdout.readline()
-        if not line and proc.poll() is not None:
-            break
-        said.append(line)
-        if "serving on " in line:
-            url = line.split("serving on ")[1].split()[0]
-    if url is None:
-        proc.kill()
-        raise AssertionError("the demo did not start:\n" + "".join(said))
-    assert url.startswith("http://127.0.0.1:")  # localhost only, unless asked otherwise
-    yield url
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise AssertionError("the demo did not stop on Ctrl-C") from None
+    with demo_server("train_missing=false", cwd=root, env=env) as url:
+        assert url.startswith("http://127.0.0.1:")  # localhost only, unless asked otherwise
+        yield url
 
 
 @pytest.fixture(scope="module")
