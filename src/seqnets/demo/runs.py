@@ -107,7 +107,9 @@ def from_checkpoint(path: str | Path) -> Run:
     score = (record.get("test") or {}).get(SCORE[task])
     carry = (record.get("inside") or {}).get("carry") or {}
     seed = config.get("seed", "?")
-    return Run(task, _model_name(config), seed, score, file, carry_unit=carry.get("best_unit"))
+    return Run(
+        task, _model_name(config), seed, score, file.resolve(), carry_unit=carry.get("best_unit")
+    )
 
 
 def best_per_task(runs: list[Run]) -> dict[str, Run]:
