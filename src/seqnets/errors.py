@@ -1,8 +1,9 @@
 """The ways a run can end other than success, each with its own exit code.
 
 A user's bad value is a ``ConfigError`` (exit 2): the entry point prints its message in one
-line. A run that trained but went wrong is a ``RunDiverged`` (exit 1). Ctrl-C is exit 130, as
-for any Unix command.
+line. A run that trained but went wrong is a ``RunDiverged`` (exit 1). A stop asked by a
+signal exits 128 + its number, as for any Unix command (130 for Ctrl-C, 143 for SIGTERM:
+``seqnets.signals``).
 """
 
 from __future__ import annotations
