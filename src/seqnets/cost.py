@@ -23,8 +23,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from seqnets.errors import ConfigError
 
-# The probe: batches of sequences this many steps long, timed this many times (the best).
-PROBE_STEPS, PROBE_REPEATS = 32, 3
+# The probe: batches of at most PROBE_BATCH sequences (per-sequence cost only falls with
+# larger batches: an upper bound) of PROBE_STEPS steps, timed PROBE_REPEATS times (the best).
+PROBE_BATCH, PROBE_STEPS, PROBE_REPEATS = 256, 16, 2
 
 
 def step_seconds(model: DictConfig, num_features: int, batch: int) -> tuple[float, float]:
@@ -38,6 +39,7 @@ def step_seconds(model: DictConfig, num_features: int, batch: int) -> tuple[floa
 @functools.lru_cache(maxsize=64)
 def _timed(model_yaml: str, num_features: int, batch: int) -> tuple[float, float]:
     backbone = instantiate(OmegaConf.create(model_yaml), input_size=num_features)
+    batch = min(batch, PROBE_BATCH)
     x = torch.randn(batch, PROBE_STEPS, num_features)
     per = batch * PROBE_STEPS
 
