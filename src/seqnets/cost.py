@@ -98,14 +98,15 @@ def check_budget(minutes: dict[str, float], budget: float | None, override: str)
     total = sum(minutes.values())
     if total <= budget:
         return
-    parts = ", ".join(f"{what} ~{_span(m)}" for what, m in minutes.items() if m >= 0.05)
+    parts = ", ".join(f"{what} ~{span(m)}" for what, m in minutes.items() if m >= 0.05)
     raise ConfigError(
-        f"budget_minutes={budget:g} is exceeded: this is estimated at {_span(total)} on this "
+        f"budget_minutes={budget:g} is exceeded: this is estimated at {span(total)} on this "
         f"machine ({parts}); to go ahead anyway, add {override}"
     )
 
 
-def _span(minutes: float) -> str:
+def span(minutes: float) -> str:
+    """Minutes as a person reads them: seconds, minutes or hours."""
     if minutes < 1:
         return f"{minutes * 60:.0f} s"
     if minutes < 120:

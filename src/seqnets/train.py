@@ -30,7 +30,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, Timer
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig
 
-from seqnets import CONF_DIR, fastpath, records, runs, signals, sweeps
+from seqnets import CONF_DIR, cost, fastpath, records, runs, signals, sweeps
 from seqnets.callbacks import History, InterruptCheckpoint, TestAnalysis, first_of_type
 from seqnets.checkpoints import run_config
 from seqnets.checks import check_config, warn_long_training
@@ -81,6 +81,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     skip_failing_nvml_check()
     L.seed_everything(cfg.seed, workers=True)
     datamodule, module, trainer = build(cfg)
+    training, study = cost.run_minutes(cfg, datamodule)  # the probe is timed once per process
+    log.info(
+        "estimated (seqnets.cost): training %s, length study %s", *map(cost.span, (training, study))
+    )
     callbacks = trainer.callbacks
     metrics: dict[str, Any] = {"status": records.COMPLETED}
 
