@@ -269,7 +269,6 @@ class FastSequenceModule(SequenceModule):
         budget = self.steps_per_call
         if trainer.max_steps > 0:
             budget = min(budget, trainer.max_steps - self.global_step)
-        every = trainer.log_every_n_steps if self.loggers else 0
         losses, sizes, scored = [], [], []
         for _ in range(budget):
             try:
@@ -279,7 +278,7 @@ class FastSequenceModule(SequenceModule):
             batch = self._transfer(batch)
             logits, loss, total = self.training_losses(batch)
             step = self.global_step + 1  # the step this batch takes, as global_step counts
-            logged = every and step % every == 0
+            logged = self.logs_at(step)
             lr = optimizer.param_groups[0]["lr"] if logged else None  # the rate it uses
             optimizer.zero_grad()
             if self._plain_backward:

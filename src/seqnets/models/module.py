@@ -149,16 +149,19 @@ class SequenceModule(L.LightningModule):
             loss.reshape(1),
             [batch["x"].shape[0]],
         )
-        self.log_step(self.global_step + 1, loss, self.optimizers().param_groups[0]["lr"])
+        step = self.global_step + 1  # the step this batch takes, as global_step counts
+        if self.logs_at(step):  # the rate this step uses: Lightning steps after this call
+            self.log_step(step, loss, self.optimizers().param_groups[0]["lr"])
         return {"loss": total, "losses": loss.reshape(1)}
+
+    def logs_at(self, step: int) -> bool:
+        """Whether the per-step curves get a point at ``step`` (``log_every_n_steps``)."""
+        return bool(self.loggers) and step % self.trainer.log_every_n_steps == 0
 
     def log_step(self, step: int, loss: torch.Tensor, lr: float) -> None:
         """TensorBoard's per-step curves (loss, learning rate) at the optimiser step itself,
-        every ``log_every_n_steps`` steps, whichever loop took the step. Written to the loggers
+        at the steps ``logs_at`` names, whichever loop took the step. Written to the loggers
         directly: ``self.log`` would put a fast-path value at Lightning's count of calls."""
-        every = self.trainer.log_every_n_steps
-        if not self.loggers or step % every:
-            return
         for logger in self.loggers:
             logger.log_metrics({"train/loss_step": float(loss), "train/lr": lr}, step=step)
 
