@@ -9,6 +9,7 @@ import logging
 
 import pytest
 import torch
+from hydra.utils import instantiate
 
 from seqnets import records, summarize
 from seqnets.checks import warn_long_training
@@ -209,11 +210,19 @@ def test_strict_json_writer_refuses_and_converts_non_finite(tmp_path):
         records.loads_strict('{"a": NaN}')
 
 
-def test_long_training_length_warns(compose_cfg, caplog):
-    cfg = compose_cfg("task=binary_add", "task.train_len=10000")
+@pytest.mark.parametrize(
+    ("overrides", "longest"),
+    [
+        (("task=binary_add", "task.train_len=10000"), 10000),
+        (("task=remember", "task.max_len=300"), 300),
+    ],
+)
+def test_long_training_length_warns(compose_cfg, caplog, overrides, longest):
+    """Whichever task setting makes the training sequences long."""
+    cfg = compose_cfg(*overrides)
     with caplog.at_level(logging.WARNING):
-        warn_long_training(cfg)
-    assert "task.train_len=10000" in caplog.text and "minutes" in caplog.text
+        warn_long_training(instantiate(cfg.task.datamodule))
+    assert f"up to {longest} steps" in caplog.text and "minutes" in caplog.text
 
 
 def test_memory_estimate_matches_the_real_parameter_count():

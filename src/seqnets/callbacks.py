@@ -310,7 +310,7 @@ class TestAnalysis(L.Callback):
             trained = (getattr(dm, "min_len", None), getattr(dm, "max_len", None))
             figures["accuracy_vs_length"] = plots.length_curve(
                 rows,
-                f"{dm.name}, {pl_module.backbone.describe()}: accuracy against length",
+                f"{dm.name}, {pl_module.backbone.describe()}: scores against length",
                 trained if None not in trained else None,
             )
             if writer is not None:

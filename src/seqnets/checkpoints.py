@@ -10,6 +10,7 @@ foreign target) is a ``CheckpointError`` whose one line names the file and what 
 from __future__ import annotations
 
 import inspect
+import os
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,9 @@ ALLOWED_TARGETS = (
     "lightning.pytorch.loggers.",
     "lightning.pytorch.Trainer",
 )
+
+# A user's own modules, comma-separated, whose targets a checkpoint may name too.
+TRUSTED_ENV = "SEQNETS_TRUSTED_TARGETS"
 
 
 class CheckpointError(ConfigError):
@@ -77,14 +81,25 @@ def best_checkpoint(folder: Path, last: list[Path]) -> list[Path]:
     return candidates[-1:]
 
 
+def allowed_targets() -> tuple[str, ...]:
+    """``ALLOWED_TARGETS`` and the module prefixes a user trusts besides (their own tasks and
+    cells): ``SEQNETS_TRUSTED_TARGETS=mytasks.,mycells.``."""
+    trusted = os.environ.get(TRUSTED_ENV, "")
+    return ALLOWED_TARGETS + tuple(t.strip() for t in trusted.split(",") if t.strip())
+
+
 def check_targets(config: Any, where: str = "") -> None:
-    """Refuse a config that names any ``_target_`` outside ``ALLOWED_TARGETS``."""
+    """Refuse a config that names any ``_target_`` outside ``allowed_targets()``: rebuilding
+    a checkpoint imports and calls what its config names."""
     if isinstance(config, dict):
         target = config.get("_target_")
-        if target is not None and not str(target).startswith(ALLOWED_TARGETS):
+        allowed = allowed_targets()
+        if target is not None and not str(target).startswith(allowed):
+            module = str(target).rsplit(".", 1)[0]
             raise CheckpointError(
                 f"its config names the target {target!r} at {where or 'the top'}; only targets "
-                f"under {', '.join(ALLOWED_TARGETS)} are rebuilt from a checkpoint"
+                f"under {', '.join(allowed)} are rebuilt from a checkpoint (if you trust "
+                f"{module}, say so: {TRUSTED_ENV}={module}.)"
             )
         for key, value in config.items():
             check_targets(value, f"{where}.{key}" if where else str(key))

@@ -194,15 +194,15 @@ def _check_trainer(cfg: DictConfig, multirun: bool) -> None:
         )
 
 
-def warn_long_training(cfg: DictConfig) -> None:
-    """Allowed, but slow enough that the user should hear it before waiting."""
-    train_len = cfg.task.get("train_len")
-    longest = max(train_len) if OmegaConf.is_list(train_len) else train_len
-    if isinstance(longest, int) and longest > LONG_TRAIN_LEN:
+def warn_long_training(datamodule: Any) -> None:
+    """Allowed, but slow enough that the user should hear it before waiting: training
+    sequences longer than ``LONG_TRAIN_LEN`` steps, whichever task setting makes them."""
+    longest = datamodule.train_work()[1]
+    if longest > LONG_TRAIN_LEN:
         log.warning(
-            "task.train_len=%s: every training step reads sequences of up to %d steps; "
-            "expect minutes per epoch on a CPU",
-            OmegaConf.to_container(train_len) if OmegaConf.is_list(train_len) else train_len,
+            "%s: every training step reads sequences of up to %d steps; expect minutes per "
+            "epoch on a CPU",
+            datamodule.name,
             longest,
         )
 

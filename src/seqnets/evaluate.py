@@ -16,7 +16,6 @@ from typing import Any
 
 import hydra
 import lightning as L
-import numpy as np
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
@@ -25,12 +24,12 @@ from seqnets import CONF_DIR, records
 from seqnets.callbacks import TestAnalysis
 from seqnets.checkpoints import load_checkpoint, rebuild
 from seqnets.cost import check_budget, step_seconds
-from seqnets.data.images import prepare, redraw_as_user, save_user_image
 from seqnets.data.synthetic import check_length_range
 from seqnets.errors import EXIT_USAGE, ConfigError, check_int, check_real
 from seqnets.models.module import logged_scores
 from seqnets.runtime import environment, resolve_threads
 from seqnets.sweeps import cli
+from seqnets.tasks import task_of
 
 log = logging.getLogger(__name__)
 
@@ -45,29 +44,6 @@ def length_changes(lengths: Any) -> dict[str, int]:
     return {"min_eval_len": low, "max_eval_len": high}
 
 
-def user_style_accuracy(module: Any, datamodule: Any, n: int, workdir: Path) -> dict[str, Any]:
-    """Accuracy on the first ``n`` test digits as they are, and redrawn as a user would supply
-    them (100-300 px, off centre; JPG black on white, transparent PNG) and brought back through
-    the own-handwriting pipeline: how much the pipeline costs a model."""
-    from seqnets.scoring import predict_batch
-
-    digits, labels = datamodule.splits["test"]["x"][:n], datamodule.splits["test"]["y"][:n]
-    original = predict_batch(module, datamodule, {"x": digits, "y": labels})
-    result: dict[str, Any] = {"n": n, "original_acc": float((original == labels).float().mean())}
-    rng = np.random.default_rng(0)
-    sheets = [redraw_as_user(d, rng) for d in digits]
-    for fmt in ("jpg", "png"):
-        folder = workdir / fmt
-        folder.mkdir(parents=True, exist_ok=True)
-        files = [save_user_image(s, fmt, folder / f"{i:05d}") for i, s in enumerate(sheets)]
-        images, results = prepare(files)
-        if not all(r.ok for r in results):
-            raise RuntimeError(f"redrawn digits failed: {[r.error for r in results if not r.ok]}")
-        preds = predict_batch(module, datamodule, {"x": images, "y": labels})
-        result[f"{fmt}_acc"] = float((preds == labels).float().mean())
-    return result
-
-
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Score ``cfg.ckpt_path``; what goes into ``metrics.json``."""
     out = Path(cfg.paths.output_dir)
@@ -79,8 +55,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         changes["data_seed"] = check_int("data_seed", cfg.data_seed, 0)
     config, datamodule, module = rebuild(checkpoint, data_dir=cfg.paths.data_dir, **changes)
     user_style = check_int("user_style", cfg.user_style, 0)
-    if user_style and config.task.name != "mnist":
-        raise ConfigError(f"user_style={user_style} is for MNIST checkpoints, not {file}")
+    task = task_of(config.task)
+    if user_style and not hasattr(task, "user_style_accuracy"):
+        raise ConfigError(
+            f"user_style={user_style} is for tasks whose inputs are images (MNIST); {file} is a "
+            f"{task.name} checkpoint"
+        )
     datamodule.check()
     if cfg.budget_minutes is not None:
         scored, _ = step_seconds(config.model, datamodule.num_features, datamodule.eval_batch_size)
@@ -118,7 +98,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if user_style:
         n = check_int("user_style", user_style, 1, len(datamodule.splits["test"]["y"]))
         with tempfile.TemporaryDirectory() as workdir:
-            metrics["user_style"] = user_style_accuracy(module, datamodule, n, Path(workdir))
+            metrics["user_style"] = task.user_style_accuracy(module, datamodule, n, Path(workdir))
         log.info("user-style images: %s", metrics["user_style"])
     return metrics
 

@@ -16,15 +16,21 @@ from matplotlib.ticker import MaxNLocator
 def length_curve(
     rows: Sequence[dict], title: str, train_lengths: tuple[int, int] | None = None
 ) -> Figure:
-    """Accuracy against sequence length, one line per metric, training lengths shaded."""
+    """The objective's metrics against sequence length, one line per metric, training lengths
+    shaded. Accuracies on a fixed 0..1 scale; other scores (an error) on their own."""
     fig = Figure(figsize=(7, 4), layout="constrained")
     ax = fig.add_subplot()
     lengths = [r["length"] for r in rows]
-    for metric in [k for k in rows[0] if k not in ("length", "samples")]:
+    metrics = [k for k in rows[0] if k not in ("length", "samples")]
+    for metric in metrics:
         ax.plot(lengths, [r[metric] for r in rows], marker=".", label=metric)
     if train_lengths is not None:
         ax.axvspan(train_lengths[0] - 0.5, train_lengths[1] + 0.5, alpha=0.15, label="trained")
-    ax.set(xlabel="sequence length", ylabel="accuracy", ylim=(-0.02, 1.02), title=title)
+    accuracies = all(m.endswith("acc") for m in metrics)
+    ax.set(xlabel="sequence length", ylabel="accuracy" if accuracies else ", ".join(metrics))
+    ax.set(title=title)
+    if accuracies:
+        ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
     ax.legend()
     return fig

@@ -56,7 +56,7 @@ def accuracy_by_length(
     # Scored by one process (rank zero under DDP) on whole sets: nothing to gather.
     metrics = module.objective.metrics(sync=False).to(module.device)
     lengths = lengths or datamodule.eval_lengths()
-    progress = Progress(f"accuracy against length ({len(lengths)} lengths)", sum(lengths))
+    progress = Progress(f"scores against length ({len(lengths)} lengths)", sum(lengths))
     for length in lengths:
         logits, batch = forward_batch(module, datamodule, datamodule.length_set(length))
         preds = module.objective.predict(logits)

@@ -16,16 +16,15 @@ from typing import Any
 import yaml
 
 from seqnets import records
+from seqnets.errors import ConfigError
 from seqnets.models.backbone import describe_model
+from seqnets.tasks import task_of
 
 LENGTHS = (20, 50, 100)
-TASK_KNOBS = ("K", "train_len", "loss")
-# Overrides already shown in other columns, or that do not change what a run computes.
-SHOWN_ELSEWHERE = (
-    {"task", "model", "seed", "experiment", "l2"}
-    | {f"model.{k}" for k in ("cell", "hidden", "num_layers", "bidirectional")}
-    | {f"task.{k}" for k in TASK_KNOBS}
-)
+# Overrides already shown in other columns (besides the task's own knobs, ``Task.knobs``).
+SHOWN_ELSEWHERE = {"task", "model", "seed", "experiment", "l2"} | {
+    f"model.{k}" for k in ("cell", "hidden", "num_layers", "bidirectional")
+}
 
 
 def load_runs(paths: list[Path]) -> list[dict[str, Any]]:
@@ -44,16 +43,27 @@ def setting(run: dict[str, Any]) -> str:
     other command-line override (so runs differing in, say, ``task.lr`` never share a row of
     the mean-over-seeds table)."""
     cfg = run["config"]
-    parts = [f"{k}={cfg['task'][k]}" for k in TASK_KNOBS if k in cfg["task"]]
+    knobs = task_setting(cfg["task"])
+    parts = [f"{k}={v}" for k, v in knobs.items()]
     parts += [f"l2={cfg['l2']}"] if cfg["l2"] else []
+    shown = SHOWN_ELSEWHERE | {f"task.{k}" for k in knobs}
     overrides = Path(run["dir"]) / ".hydra" / "overrides.yaml"
     if overrides.exists():
         for line in yaml.safe_load(overrides.read_text()) or []:
             key = line.split("=", 1)[0].lstrip("+~")
             hidden = key.startswith("hydra.") or records.is_volatile(key)
-            if key not in SHOWN_ELSEWHERE and not hidden:
+            if key not in shown and not hidden:
                 parts.append(line)
     return ", ".join(parts)
+
+
+def task_setting(task: dict[str, Any]) -> dict[str, Any]:
+    """The task's own knobs (``Task.knobs``) and their values; none for a run whose task
+    class cannot be found here (a task defined in a module not on this path)."""
+    try:
+        return task_of(task).setting()
+    except ConfigError:
+        return {}
 
 
 def describe(run: dict[str, Any]) -> dict[str, Any]:

@@ -75,12 +75,12 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     A diverged run is a result too (``status: diverged``, no test scores); Ctrl-C raises
     ``RunInterrupted`` once Lightning has saved the interrupted state.
     """
-    warn_long_training(cfg)
     launcher = HydraConfig.get().launcher if HydraConfig.initialized() else None
     torch.set_num_threads(resolve_threads(cfg.get("threads"), launcher, _processes(cfg)))
     skip_failing_nvml_check()
     L.seed_everything(cfg.seed, workers=True)
     datamodule, module, trainer = build(cfg)
+    warn_long_training(datamodule)
     training, study = cost.run_minutes(cfg, datamodule)  # the probe is timed once per process
     log.info(
         "estimated (seqnets.cost): training %s, length study %s", *map(cost.span, (training, study))

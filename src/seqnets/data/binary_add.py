@@ -7,8 +7,13 @@ from collections.abc import Sequence
 import torch
 
 from seqnets.data.batching import Batch
-from seqnets.data.synthetic import SAMPLE_OFFSET, SyntheticDataModule, check_length_range
-from seqnets.errors import ConfigError, check_int
+from seqnets.data.synthetic import (
+    SAMPLE_OFFSET,
+    SyntheticDataModule,
+    check_length_range,
+    length_range,
+)
+from seqnets.errors import check_int
 
 
 def make_binary_add_batch(n: int, length: int, generator: torch.Generator) -> Batch:
@@ -72,17 +77,6 @@ def bits_to_int(bits: Sequence[int]) -> int:
     return sum(int(b) << i for i, b in enumerate(bits))
 
 
-def parse_train_len(train_len: int | Sequence[int]) -> tuple[int, int]:
-    """``L`` or ``[L_min, L_max]`` -> an inclusive range of training lengths."""
-    if isinstance(train_len, int) and not isinstance(train_len, bool):
-        return check_length_range("task.train_len", train_len, train_len)
-    if isinstance(train_len, Sequence) and not isinstance(train_len, str) and len(train_len) == 2:
-        return check_length_range("task.train_len", *tuple(train_len))
-    raise ConfigError(
-        f"task.train_len={train_len!r} is not allowed: give a length L >= 1 or a range [min, max]"
-    )
-
-
 class BinaryAddDataModule(SyntheticDataModule):
     """Each training batch has one length (bucketing), drawn from the training range, so
     no step is padding; mixed-length evaluation sets carry ``lengths`` and are packed."""
@@ -100,7 +94,7 @@ class BinaryAddDataModule(SyntheticDataModule):
     ) -> None:
         super().__init__(**kwargs)
         self.sample_len = check_int("task.sample_len", sample_len, 1)
-        self.min_len, self.max_len = parse_train_len(train_len)
+        self.min_len, self.max_len = length_range("task.train_len", train_len)
         self.min_eval_len, self.max_eval_len = check_length_range(
             "task.min_eval_len/max_eval_len", min_eval_len, max_eval_len
         )

@@ -3,6 +3,8 @@ evaluation sets at any sequence length for accuracy-against-length studies."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from seqnets.data.base import TensorDataModule
@@ -93,3 +95,15 @@ def check_length_range(name: str, low: int, high: int, minimum: int = 1) -> tupl
     if low > high:
         raise ConfigError(f"{name}: min {low} > max {high}; the range must satisfy min <= max")
     return low, high
+
+
+def length_range(name: str, value: int | Sequence[int]) -> tuple[int, int]:
+    """A config's length setting ``L`` or ``[L_min, L_max]`` (named ``name``) -> an inclusive
+    range of lengths."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return check_length_range(name, value, value)
+    if isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2:
+        return check_length_range(name, *tuple(value))
+    raise ConfigError(
+        f"{name}={value!r} is not allowed: give a length L >= 1 or a range [min, max]"
+    )

@@ -2,9 +2,10 @@
 user's input and how it got there, as plain numbers.
 
 Each answer goes through the code the command line uses, so the page and ``predict`` agree
-on every answer and every refusal: ``predict``'s parsing of digit lists and sums (and its
-one-line messages), the own-handwriting pipeline of :mod:`seqnets.data.images`, and the
-per-step readouts and carry states of :mod:`seqnets.inside`. A bad input raises
+on every answer and every refusal: the tasks' parsing of digit lists and sums (their
+``Task.predict`` and its one-line messages), the own-handwriting pipeline of
+:mod:`seqnets.data.images`, the per-step readouts of :mod:`seqnets.inside` and the carry
+states of the binary-add task (``seqnets.tasks.binary_add``). A bad input raises
 ``ConfigError`` with the same line ``predict`` prints; the page shows it as it is.
 """
 
@@ -25,7 +26,16 @@ from seqnets.data.remember import encode_digits
 from seqnets.demo.runs import Run
 from seqnets.errors import ConfigError
 from seqnets.models.module import SequenceModule
-from seqnets.predict import digit_probabilities, parse_sums, predict_digits, predict_sums
+from seqnets.tasks.binary_add import (
+    carry_correlation,
+    carry_states,
+    parse_sums,
+    predict_sums,
+    unit_labels,
+    unit_values,
+)
+from seqnets.tasks.mnist import digit_probabilities
+from seqnets.tasks.remember import predict_digits
 
 # Sums whose carry unit is looked for when a run's metrics.json does not name one: long
 # enough that a unit which only reacts to the current bits stands apart from the carry.
@@ -75,7 +85,7 @@ class Models:
 def _find_carry_unit(module: SequenceModule) -> str | None:
     """The unit most correlated with the true carry, for a run trained without the inside
     analysis (``callbacks.analysis.inside=false``)."""
-    found = inside.carry_correlation(module, CARRY_SEARCH["length"], CARRY_SEARCH["n"])
+    found = carry_correlation(module, CARRY_SEARCH["length"], CARRY_SEARCH["n"])
     return found["best_unit"]
 
 
@@ -122,12 +132,12 @@ def add(loaded: Loaded, text: str, max_bits: int) -> dict:
             f"{bits} bits, more than this page's cap of {max_bits} (max_bits)"
         )
     (row,) = predict_sums(loaded.module, loaded.datamodule, text)["rows"]
-    states = inside.carry_states(loaded.module, encode_sum(a, b)["x"])
+    states = carry_states(loaded.module, encode_sum(a, b)["x"])
     unit = loaded.carry_unit
     values = None
     if unit is not None:
-        index = inside.unit_labels(loaded.module).index(unit)
-        values = inside.unit_values(states)[0, :, index].tolist()
+        index = unit_labels(loaded.module).index(unit)
+        values = unit_values(states)[0, :, index].tolist()
     return {
         **row,
         "a_bits": [(a >> i) & 1 for i in range(bits)],  # least significant first, as read

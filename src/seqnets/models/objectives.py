@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics import MeanMetric, MeanSquaredError, MetricCollection
 from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy
 
 from seqnets.errors import check_choice, check_int
@@ -148,3 +148,27 @@ class BitSequence(Objective):
             right |= ~mask
         metrics["bit_acc"].update(preds, target)
         metrics["exact_acc"].update(right.all(dim=1).float())
+
+
+class Regression(Objective):
+    """One real number per sequence, read from the final state, scored by squared error:
+    the adding problem. ``predict`` is the number itself."""
+
+    readout = "last"
+    keeps_test_predictions = False
+    num_outputs = 1
+
+    def loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        return F.mse_loss(logits.squeeze(-1), batch["y"].to(logits.dtype))
+
+    def predict(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.squeeze(-1)
+
+    def metrics(self, sync: bool = True) -> MetricCollection:
+        """``sync=False`` for one process scoring whole sets alone (rank zero's analysis)."""
+        return MetricCollection(
+            {"mse": MeanSquaredError(sync_on_compute=sync)}, compute_groups=False
+        )
+
+    def update(self, metrics: MetricCollection, preds: torch.Tensor, batch: Batch) -> None:
+        metrics["mse"].update(preds, batch["y"].to(preds.dtype))

@@ -19,6 +19,7 @@ TASKS = {
     "mnist": "seqnets.tasks.mnist.MNIST",
     "remember": "seqnets.tasks.remember.Remember",
     "binary_add": "seqnets.tasks.binary_add.BinaryAdd",
+    "adding": "seqnets.tasks.adding.Adding",
 }
 
 
@@ -48,3 +49,12 @@ def task_of(config: Mapping[str, Any] | DictConfig) -> Task:
     if name is None:
         raise ConfigError("the task config has neither name nor _target_: nothing names its Task")
     return task_class(name)(config)
+
+
+def task_of_run(module: Any, datamodule: Any) -> Task:
+    """The Task of a trained module: from the config it was trained with (it travels in every
+    checkpoint), else from its DataModule's ``name``."""
+    config = (getattr(module, "hparams", None) or {}).get("config")
+    if config and config.get("task"):
+        return task_of(config["task"])
+    return task_class(datamodule.name)({"name": datamodule.name})

@@ -34,7 +34,8 @@ class Task:
     override what they need:
 
     - ``predict(module, datamodule, value)``: a user's own input (``input=`` of
-      ``python -m seqnets.predict``) -> rows, one per item, each with ``text`` or ``error``.
+      ``python -m seqnets.predict``, as plain Python: a string, a number or a list) -> rows,
+      one per item, each with ``text`` or ``error`` (a bad item never stops the others).
     - ``markdown(result)``: those rows as a person reads them.
     - ``inside(module, datamodule, generator)``: numbers and figures on what a trained
       network keeps in its state (``seqnets.inside``).
