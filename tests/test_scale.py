@@ -78,13 +78,13 @@ def test_slurm_launcher_config_composes(tmp_path):
     assert "submitit_folder" in proc.stdout
 
 
-def bench(tmp_path, *args: str) -> dict:
-    """``python -m seqnets.bench`` on MNIST with tiny budgets; its ``bench.json``."""
+def bench(tmp_path, *args: str, workload: str = "mnist", gen: str = "0") -> dict:
+    """``python -m seqnets.bench`` on one workload with tiny budgets; its ``bench.json``."""
     import subprocess
 
     out = tmp_path / "bench"
-    command = [sys.executable, "-m", "seqnets.bench", "--workloads", "mnist", "--steps", "2"]
-    command += ["--rounds", "1", "--gen-seconds", "0", "--data-dir", str(DATA_DIR)]
+    command = [sys.executable, "-m", "seqnets.bench", "--workloads", workload, "--steps", "2"]
+    command += ["--rounds", "1", "--gen-seconds", gen, "--data-dir", str(DATA_DIR)]
     subprocess.run(
         [*command, "--out", str(out), *args], check=True, cwd=tmp_path, capture_output=True
     )
@@ -100,6 +100,18 @@ def test_bench_tiny_budget_times_all_three_paths(tmp_path):
         assert row[path]["ms_per_step"] > 0 and row[path]["sequences_per_s"] > 0
     assert row["seqnets/floor"] > 0 and row["seqnets/reports"] > 0
     assert result["peak_memory_mib"] == {}
+
+
+def test_bench_of_a_task_that_makes_its_data(tmp_path):
+    """The workload, the floor's batches and the generation rates come from the task; no
+    reference loop was published for it."""
+    result = bench(tmp_path, "--memory-steps", "0", workload="remember", gen="0.05")
+    row = result["throughput"]["remember"]
+    assert row["seqnets"]["ms_per_step"] > 0 and row["floor"]["ms_per_step"] > 0
+    assert "reports" not in row
+    rates = result["generation_sequences_per_s"]
+    assert set(rates) == {"remember (len 3..10)", "remember (len 20)"}
+    assert all(v > 0 for rate in rates.values() for v in rate.values())
 
 
 @pytest.mark.slow

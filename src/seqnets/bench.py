@@ -10,8 +10,8 @@ machine's drift (about +-15 % here) hits them alike; each figure is the median o
 - ``lightning``: the floor's model, data and recipe in a minimal LightningModule and Trainer
   (automatic optimisation, one step per call; no callbacks, logger or metrics): what the
   plain Lightning loop costs per step.
-- ``reports``: the reference reports' MNIST loop (torchvision's MNIST with ``ToTensor`` per
-  image, ``DataLoader(shuffle=True)``, plain Adam); they published no loop for the others.
+- ``reports``: a task's published reference loop (``Task.reference_loop``): the reference
+  reports' MNIST loop; they published no loop for the others.
 - ``floor``: a bare loop with seqnets' own recipe and data (the same model, batches, AdamW,
   one-cycle schedule and gradient clipping) and nothing else: no metrics, no logging.
 
@@ -33,12 +33,12 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -46,15 +46,14 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
 from seqnets import CONF_DIR
-from seqnets.data.binary_add import make_binary_add_batch
-from seqnets.data.remember import make_remember_batch
+from seqnets.data.base import prepare_batch
 from seqnets.runtime import environment, resolve_threads, skip_failing_nvml_check
+from seqnets.tasks import TASKS, task_class
 
 CONF = Path(CONF_DIR)
+# Each registered task's run (``Task.bench``).
 WORKLOADS: dict[str, list[str]] = {
-    "mnist": ["task=mnist", "model=lstm", "model.hidden=128"],
-    "binary_add": ["task=binary_add", "model=lstm", "model.hidden=5", "task.train_len=10"],
-    "remember": ["task=remember", "model=lstm", "model.hidden=10"],
+    name: [f"task={name}", *task_class(name).bench] for name in TASKS if task_class(name).bench
 }
 PATHS = ("seqnets", "lightning", "reports", "floor")
 # Steps per round left out of the timing (allocator and kernel warm-up): one call of the
@@ -112,9 +111,11 @@ def seqnets_path(workload: str, workdir: str) -> Callable[[int], float]:
             "trainer.limit_val_batches=1",
             "trainer.num_sanity_val_steps=0",
         ]
-        if workload != "mnist":  # an epoch long enough to time every step asked for
-            overrides.append(f"task.train_batches={steps + WARMUP}")
         cfg = compose_run(overrides, tempfile.mkdtemp(dir=workdir))
+        if "train_batches" in cfg.task:  # an epoch long enough to time every step asked for
+            cfg = compose_run(
+                [*overrides, f"task.train_batches={steps + WARMUP}"], cfg.paths.output_dir
+            )
         L.seed_everything(cfg.seed)
         datamodule, module, trainer = build(cfg)
         timer = StepTimer(WARMUP)
@@ -134,37 +135,31 @@ class BareLoop:
         cfg = compose_run(WORKLOADS[workload], "unused")
         dm = instantiate(cfg.task.datamodule)
         dm.setup("fit")
-        self.bits = workload == "binary_add"
+        self.objective = instantiate(cfg.task.objective)
         self.backbone = instantiate(cfg.model, input_size=dm.num_features)
-        self.readout = torch.nn.Linear(self.backbone.output_size, 1 if self.bits else 10)
+        self.readout = torch.nn.Linear(self.backbone.output_size, self.objective.num_outputs)
         self.params = [*self.backbone.parameters(), *self.readout.parameters()]
         self.optimizer = instantiate(cfg.optimizer)(params=self.params)
         self.schedule = torch.optim.lr_scheduler.OneCycleLR(
             self.optimizer, max_lr=cfg.optimizer.lr, total_steps=10**7, pct_start=0.3
         )
         self.clip = cfg.task.gradient_clip
-        generator = torch.Generator().manual_seed(0)
-        if workload == "mnist":
-            source = self._mnist_batches(dm, generator)
-            self.next_batch = lambda: next(source)
-        else:
-            self.next_batch = lambda: dm.train_batch(generator)
+        source = self._batches(dm)
+        self.next_batch = lambda: next(source)
 
     @staticmethod
-    def _mnist_batches(dm: Any, generator: torch.Generator) -> Iterator[dict]:
-        train = dm.splits["train"]
+    def _batches(dm: Any) -> Iterator[dict]:
+        """The DataModule's training batches, epoch after epoch, prepared (e.g. normalised)
+        by its own hooks, as the Trainer prepares them."""
+        cpu = torch.device("cpu")
         while True:
-            order = torch.randperm(len(train["y"]), generator=generator)
-            for start in range(0, len(order) - dm.batch_size + 1, dm.batch_size):
-                idx = order[start : start + dm.batch_size]
-                yield {"x": dm.normalize(train["x"][idx]), "y": train["y"][idx]}
+            for batch in dm.train_dataloader():
+                yield prepare_batch(dm, batch, cpu)
 
     def loss(self, batch: dict) -> torch.Tensor:
         outputs, final = self.backbone(batch["x"], batch.get("lengths"))
-        if self.bits:
-            logits = self.readout(outputs).squeeze(-1)
-            return F.binary_cross_entropy_with_logits(logits, batch["y"].float())
-        return F.cross_entropy(self.readout(final), batch["y"])
+        logits = self.readout(final if self.objective.readout == "last" else outputs)
+        return self.objective.loss(logits, batch)
 
 
 def floor_path(workload: str) -> Callable[[int], float]:
@@ -226,32 +221,10 @@ def lightning_path(workload: str, workdir: str) -> Callable[[int], float]:
 
 
 def reports_path(workload: str, data_dir: str) -> Callable[[int], float] | None:
-    """Report A/B's loop: per-image ToTensor through a DataLoader, plain Adam (MNIST only)."""
-    if workload != "mnist":
-        return None
-    from torchvision import datasets, transforms
-
-    data = datasets.MNIST(data_dir, train=True, transform=transforms.ToTensor())
-    loader = torch.utils.data.DataLoader(data, batch_size=64, shuffle=True)
-    lstm = torch.nn.LSTM(28, 128, batch_first=True)
-    head = torch.nn.Linear(128, 10)
-    optimizer = torch.optim.Adam([*lstm.parameters(), *head.parameters()], lr=1e-3)
-    source = iter(loader)
-
-    def step() -> None:
-        nonlocal source
-        try:
-            images, labels = next(source)
-        except StopIteration:
-            source = iter(loader)
-            images, labels = next(source)
-        out, _ = lstm(images.view(-1, 28, 28))
-        loss = F.cross_entropy(head(out[:, -1, :]), labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-
-    return lambda steps: _time_steps(step, steps)
+    """The task's published reference loop (``Task.reference_loop``), where it has one."""
+    task = task_class(workload)({"name": workload})
+    step = task.reference_loop(data_dir)
+    return None if step is None else (lambda steps: _time_steps(step, steps))
 
 
 def make_path(
@@ -361,11 +334,22 @@ def generation_rate(make: Callable, batch_size: int, seconds: float) -> float:
     return best
 
 
-GENERATORS = {
-    "remember (len 3..10, K=3)": lambda n, g: make_remember_batch(n, 3, 10, 3, g),
-    "binary_add (L=10)": lambda n, g: make_binary_add_batch(n, 10, g),
-    "binary_add (L=100)": lambda n, g: make_binary_add_batch(n, 100, g),
-}
+def generators(workloads: list[str]) -> dict[str, Callable]:
+    """How each task that makes its data on the fly makes it: at its workload's training
+    lengths, and all at its longest evaluation length."""
+    found = {}
+    for workload in workloads:
+        dm = instantiate(compose_run(WORKLOADS[workload], "unused").task.datamodule)
+        if not hasattr(dm, "make"):
+            continue
+        found[f"{workload} (len {dm.min_len}..{dm.max_len})"] = dm.make
+        longest = dm.max_eval_len
+        found[f"{workload} (len {longest})"] = partial(_make_at, dm.make, longest)
+    return found
+
+
+def _make_at(make: Callable, length: int, n: int, generator: torch.Generator) -> Any:
+    return make(n, generator, length)
 
 
 def print_table(results: dict[str, dict[str, Any]], memory: dict[str, dict[str, float]]) -> None:
@@ -419,17 +403,16 @@ def main(argv: list[str] | None = None) -> None:
                 for path in PATHS
                 if path in row
             }
-        if "mnist" in results:
-            memory["mnist"]["cli_run"] = peak_memory("mnist", "cli", args.memory_steps, data_dir)
+            memory[workload]["cli_run"] = peak_memory(workload, "cli", args.memory_steps, data_dir)
     print_table(results, memory)
-    if "cli_run" in memory.get("mnist", {}):
-        print(f"peak memory of a real MNIST run of the CLI: {memory['mnist']['cli_run']:.0f} MiB")
+    for workload, peaks in memory.items():
+        print(f"peak memory of a real {workload} run of the CLI: {peaks['cli_run']:.0f} MiB")
 
     generation: dict[str, dict[str, float]] = {}
     if args.gen_seconds:
         sizes = (64, 256, 1024, 16384)
         print(f"\n{'data generation, sequences/s':<28}" + "".join(f"{f'b={b}':>12}" for b in sizes))
-        for name, make in GENERATORS.items():
+        for name, make in generators(args.workloads).items():
             generation[name] = {str(b): generation_rate(make, b, args.gen_seconds) for b in sizes}
             print(f"{name:<28}" + "".join(f"{v:>12,.0f}" for v in generation[name].values()))
 

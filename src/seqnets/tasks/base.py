@@ -11,7 +11,7 @@ so a new task starts with its DataModule and config alone and adds methods as it
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -45,6 +45,9 @@ class Task:
     name: ClassVar[str] = "task"
     title: ClassVar[str] = "task"
     knobs: ClassVar[tuple[str, ...]] = ()
+    # ``python -m seqnets.bench``'s run of this task: overrides after ``task=<name>`` (none:
+    # the task is not benchmarked).
+    bench: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: Mapping[str, Any] | DictConfig) -> None:
         if isinstance(config, DictConfig):
@@ -88,6 +91,11 @@ class Task:
         """Numbers (plain JSON values) and figures on what the trained network keeps in its
         state; by default none, with a note saying so."""
         return {"note": f"no inside analysis for task {self.name!r}"}, {}
+
+    def reference_loop(self, data_dir: str) -> Callable[[], None] | None:
+        """One training step of a published reference loop for this task, for the bench to
+        time beside seqnets' (None: no reference published one)."""
+        return None
 
     # -- the report -----------------------------------------------------------------------------
     def report_section(self, doc: Any, rows: list[Any], context: Any) -> None:
