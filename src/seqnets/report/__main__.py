@@ -52,7 +52,7 @@ def commands(cfg: DictConfig) -> dict[str, str]:
     seeds = ",".join(map(str, cfg.seeds))
     out = {}
     for section in planning_sections(cfg):
-        experiments = ",".join(cfg.experiments[section])
+        experiments = ",".join(planning.experiments_of(cfg, section))
         out[section] = (
             f"python -m seqnets.report sections=[{section}] seeds=[{seeds}]{quick}  (its runs: "
             f"python -m seqnets.train -m experiment={experiments} seed={seeds}"
@@ -62,13 +62,13 @@ def commands(cfg: DictConfig) -> dict[str, str]:
 
 
 def planning_sections(cfg: DictConfig) -> list[str]:
-    unknown = [s for s in cfg.sections if s not in cfg.experiments]
+    unknown = [s for s in cfg.sections if not planning.experiments_of(cfg, s)]
     if unknown:
         from seqnets.errors import ConfigError
 
         raise ConfigError(
             f"sections={list(cfg.sections)} is not allowed: {unknown} unknown; choose from "
-            f"{', '.join(cfg.experiments)}"
+            f"{', '.join(cfg.experiments)} or a folder of conf/experiment/"
         )
     return list(cfg.sections)
 
