@@ -19,7 +19,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from seqnets.report import render
+from seqnets.report import stats as report_stats
+from seqnets.report.plan import Planned, experiments_of
+from seqnets.report.render import render_all
+from seqnets.tasks.base import Task
+from seqnets.tasks.mnist import report as mnist_report
 from tests.conftest import DATA_DIR, needs_mnist
 
 # A quick build over a subset of each section's runs (every section and table is still made).
@@ -74,7 +78,8 @@ def test_every_section_table_and_figure(built):
         "### Observations",
     ):
         assert heading in text, heading
-    assert "| run | cell | hidden |" in text and "| hidden | RNN % | LSTM % | GRU % |" in text
+    # the remember table's columns: the cells of its rows, in their order
+    assert "| run | cell | hidden |" in text and "| hidden | LSTM % | RNN % |" in text
     assert "| digit | precision | recall | F1 | support |" in text
     assert "commit `" in text and "cores" in text and "min**" in text
     linked = re.findall(r"\]\((figures/[^)]+\.png)\)", text)
@@ -201,15 +206,16 @@ def test_tensorboard_server_lists_runs_scalars_and_images(built):
         server.wait(timeout=30)
 
 
-def fake_row(name: str, accs: list[float], seconds: float = 10.0) -> render.Row:
+def fake_row(
+    name: str, accs: list[float], seconds: float = 10.0, **model: object
+) -> report_stats.Row:
     cell = name.split("_")[0].removeprefix("bi")
+    model = {"cell": cell, "hidden": 128, "num_layers": 1, "bidirectional": False} | model
     runs = [
         {
             "status": "completed",
             "dir": f"/runs/{name}/{seed}",
-            "config": {
-                "model": {"cell": cell, "hidden": 128, "num_layers": 1, "bidirectional": False}
-            },
+            "config": {"model": model},
             "test": {"test/acc": acc},
             "best_val": acc,
             "train_time_s": seconds * 5,
@@ -218,7 +224,7 @@ def fake_row(name: str, accs: list[float], seconds: float = 10.0) -> render.Row:
         }
         for seed, acc in enumerate(accs)
     ]
-    return render.Row(f"mnist/{name}", runs, list(range(len(accs))))
+    return report_stats.Row(f"mnist/{name}", runs, list(range(len(accs))))
 
 
 def test_observations_follow_the_numbers():
@@ -231,29 +237,114 @@ def test_observations_follow_the_numbers():
         fake_row("gru_128", [0.990, 0.991, 0.992]),
     ]
     tie = [fake_row("lstm_128", [0.985, 0.990, 0.995]), fake_row("gru_128", [0.984, 0.991, 0.994])]
-    one, two, three = (render.mnist_observations(rows) for rows in (lstm_wins, gru_wins, tie))
+    one, two, three = (mnist_report.observations(rows) for rows in (lstm_wins, gru_wins, tie))
     assert one != two
     assert "Highest mean test accuracy: lstm_128" in one[0]
-    assert "LSTM (99.10 ± 0.10 %) > GRU" in one[1]
+    # the sentence names the setting compared and both values, from the configs
+    assert one[1].startswith("model.cell gru vs lstm (gru_128 vs lstm_128, all else alike)")
+    assert "lstm_128 beats gru_128 by 1.00 points (99.10 ± 0.10 vs 98.10 ± 0.10)" in one[1]
     assert "Highest mean test accuracy: gru_128" in two[0]
-    assert "GRU (99.10 ± 0.10 %) > LSTM" in two[1]
+    assert "gru_128 beats lstm_128" in two[1]
     assert "tie" in three[1]  # a difference within the spread over seeds is called a tie
 
 
+def test_observations_compare_rows_by_their_configs_not_their_names():
+    rows = [
+        fake_row("a", [0.90, 0.91, 0.92], cell="rnn"),
+        fake_row("b", [0.95, 0.96, 0.97], cell="rnn", hidden=256),
+        fake_row("c", [0.80, 0.81, 0.82], cell="rnn", hidden=256, num_layers=2),
+        fake_row("d", [0.97, 0.98, 0.99], cell="lstm", hidden=64, bidirectional=True),
+    ]
+    said = mnist_report.observations(rows)
+    assert any(s.startswith("model.hidden 256 vs 128 (b vs a, all else alike)") for s in said)
+    assert any(s.startswith("model.num_layers 2 vs 1 (c vs b, all else alike)") for s in said)
+    assert not any("d vs" in s or "vs d" in s for s in said)  # d differs in three settings
+    renamed = [report_stats.Row(f"mnist/x{i}", r.runs, r.seeds) for i, r in enumerate(rows)]
+    again = mnist_report.observations(renamed)
+    assert len(again) == len(said)  # a renamed experiment is neither dropped nor misstated
+    assert any(s.startswith("model.hidden 256 vs 128 (x1 vs x0,") for s in again)
+
+
 def test_the_best_run_follows_the_monitor_mode_and_skips_rows_without_scores():
-    def row(name: str, values: list, mode: str) -> render.Row:
+    def row(name: str, values: list, mode: str) -> report_stats.Row:
         config = {"task": {"monitor_mode": mode}}
         runs = [
             {"status": "completed", "best_val": v, "dir": name, "config": config} for v in values
         ]
-        return render.Row(experiment=name, runs=runs, seeds=list(range(len(values))))
+        return report_stats.Row(experiment=name, runs=runs, seeds=list(range(len(values))))
 
     low, high = row("low", [0.1, 0.2], "min"), row("high", [0.5, 0.6], "min")
-    unscored, missing = row("unscored", [None], "min"), render.Row("missing", [None], [0])
+    unscored, missing = row("unscored", [None], "min"), report_stats.Row("missing", [None], [0])
     rows = [high, unscored, low, missing]
-    assert render.monitor_mode(rows) == "min"
+    assert report_stats.monitor_mode(rows) == "min"
     # a validation loss: the lowest mean is best (not the highest)
-    assert render.best_row(rows, render.field("best_val"), "min") is low
+    assert report_stats.best_row(rows, report_stats.field("best_val"), "min") is low
     # equal means compare their numbers only (rows themselves do not order)
     tie = row("tie", [0.2, 0.1], "min")
-    assert render.best_row([low, tie], render.field("best_val"), "min") in (low, tie)
+    assert report_stats.best_row([low, tie], report_stats.field("best_val"), "min") in (low, tie)
+
+
+class Adding(Task):
+    """A task with no report.py of its own: its section is the generic one."""
+
+    name = "adding"
+    title = "Adding two marked numbers"
+    knobs = ("max_len",)
+
+
+def adding_run(seed: int, hidden: int, acc: float) -> dict:
+    task = {"_target_": "tests.test_report.Adding", "name": "adding", "max_len": 10}
+    task |= {"monitor": "val/acc", "monitor_mode": "max"}
+    return {
+        "status": "completed",
+        "seed": seed,
+        "dir": f"/runs/adding_h{hidden}/{seed}",
+        "config": {
+            "task": task,
+            "model": {"cell": "lstm", "hidden": hidden, "num_layers": 1, "bidirectional": False},
+        },
+        "test": {"test/acc": acc, "test/loss": 1 - acc},
+        "best_val": acc,
+        "by_length": [{"length": n, "samples": 10, "acc": acc} for n in (5, 10, 20)],
+        "train_loss_steps": [[1, 1 - acc], [2, 1 - acc]],
+        "history": [{"train/acc": acc, "val/acc": acc, "train/loss": 0.1, "val/loss": 0.1}],
+    }
+
+
+def test_a_task_without_its_own_report_gets_the_generic_section(tmp_path):
+    plan = [
+        Planned("adding", f"adding/h{h}", s, f"id{h}{s}", 0.0, run=adding_run(s, h, acc + s / 100))
+        for h, acc in ((4, 0.5), (8, 0.9))
+        for s in (0, 1)
+    ]
+    info = {
+        "date": "today",
+        "wall_s": 1.0,
+        "trained": 0,
+        "reused": 4,
+        "machine": {"platform": "p", "processor": "x", "cores": 2},
+        "versions": {},
+        "commit": "c",
+        "command": "python -m seqnets.report sections=[adding]",
+        "commands": {"adding": "python -m seqnets.report sections=[adding]"},
+    }
+    render_all(plan, tmp_path, ["adding"], [0, 1], {}, info)
+    text = (tmp_path / "report.md").read_text()
+    assert "## 1. Adding two marked numbers" in text
+    assert "| run | model | max_len | best val/acc | test acc | test loss | runs |" in text
+    assert "| h8 | lstm h=8 | 10 | 0.9050 ± 0.0071 | 0.9050 ± 0.0071 |" in text
+    assert "model.hidden 8 vs 4 (h8 vs h4, all else alike), test acc: h8 beats h4" in text
+    # no inside entry for the section: its best experiment on validation
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["inside"]["adding"]["dir"] == "/runs/adding_h8/0"
+    assert (tmp_path / "figures" / "adding_length.png").exists()
+
+
+def test_a_section_without_an_experiments_entry_takes_every_experiment_config():
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create({"experiments": {"mnist": ["mnist/lstm_128"]}})
+    assert experiments_of(cfg, "mnist") == ["mnist/lstm_128"]
+    found = experiments_of(cfg, "remember")
+    assert found == sorted(found) and "remember/lstm_h10" in found and len(found) == 9
+    assert experiments_of(cfg, "no_such_task") == []

@@ -10,14 +10,13 @@ import time
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import hydra
 from omegaconf import DictConfig
 
 from seqnets import CONF_DIR, records, runs
 from seqnets.report import plan as planning
-from seqnets.report.render import TITLES, render_all
+from seqnets.report.render import render_all
 from seqnets.runtime import environment
 from seqnets.sweeps import cli
 
@@ -52,7 +51,7 @@ def commands(cfg: DictConfig) -> dict[str, str]:
     seeds = ",".join(map(str, cfg.seeds))
     out = {}
     for section in planning_sections(cfg):
-        experiments = ",".join(cfg.experiments[section])
+        experiments = ",".join(planning.experiments_of(cfg, section))
         out[section] = (
             f"python -m seqnets.report sections=[{section}] seeds=[{seeds}]{quick}  (its runs: "
             f"python -m seqnets.train -m experiment={experiments} seed={seeds}"
@@ -62,35 +61,15 @@ def commands(cfg: DictConfig) -> dict[str, str]:
 
 
 def planning_sections(cfg: DictConfig) -> list[str]:
-    unknown = [s for s in cfg.sections if s not in cfg.experiments]
+    unknown = [s for s in cfg.sections if not planning.experiments_of(cfg, s)]
     if unknown:
         from seqnets.errors import ConfigError
 
         raise ConfigError(
             f"sections={list(cfg.sections)} is not allowed: {unknown} unknown; choose from "
-            f"{', '.join(cfg.experiments)}"
+            f"{', '.join(cfg.experiments)} or a folder of conf/experiment/"
         )
     return list(cfg.sections)
-
-
-def read_handwriting(cfg: DictConfig, plan: list[planning.Planned]) -> tuple[Any, str, str] | None:
-    """The own-handwriting subsection's predictions, by the best MNIST run on validation."""
-    if not cfg.handwriting:
-        return None
-    from seqnets.checkpoints import load_checkpoint, rebuild
-    from seqnets.predict import predict_images
-
-    mnist = [
-        p.run
-        for p in plan
-        if p.section == "mnist" and p.run and p.run["status"] == records.COMPLETED
-    ]
-    if not mnist:
-        return None, str(cfg.handwriting), ""
-    best = max(mnist, key=lambda r: r["best_val"])
-    file, checkpoint = load_checkpoint(best["dir"])
-    _, datamodule, module = rebuild(checkpoint, data_dir=cfg.paths.data_dir)
-    return predict_images(module, datamodule, cfg.handwriting), str(cfg.handwriting), str(file)
 
 
 def build(cfg: DictConfig) -> Path:
@@ -112,7 +91,7 @@ def build(cfg: DictConfig) -> Path:
         progress.write(line + "\n")
         progress.flush()
 
-    say(f"planning {', '.join(TITLES[s] for s in sections)} x seeds {list(cfg.seeds)}")
+    say(f"planning {', '.join(sections)} x seeds {list(cfg.seeds)}")
     plan = planning.make_plan(cfg)
     roots = runs.roots(cfg.runs_dir)
     planning.find_done(plan, roots)
@@ -121,7 +100,6 @@ def build(cfg: DictConfig) -> Path:
     if cfg.train:
         jobs = planning.train_missing(cfg, plan, out / "training.log", say)
         planning.find_done(plan, roots)
-    handwriting = read_handwriting(cfg, plan)
     env = environment()
     machines = sorted(
         {
@@ -142,7 +120,16 @@ def build(cfg: DictConfig) -> Path:
         "commands": commands(cfg),
         "run_machines": machines,
     }
-    render_all(plan, out, sections, list(cfg.seeds), dict(cfg.inside), info, handwriting)
+    render_all(
+        plan,
+        out,
+        sections,
+        list(cfg.seeds),
+        dict(cfg.inside or {}),
+        info,
+        str(cfg.handwriting) if cfg.handwriting else None,
+        str(cfg.paths.data_dir),
+    )
     latest = out.parent / "latest"
     if latest.is_symlink() or not latest.exists():
         latest.unlink(missing_ok=True)

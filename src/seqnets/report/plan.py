@@ -13,7 +13,6 @@ reports progress from their run directories.
 
 from __future__ import annotations
 
-import math
 import subprocess
 import sys
 import time
@@ -26,9 +25,9 @@ from typing import Any
 from hydra import compose
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from seqnets import records, runs
-from seqnets.data.binary_add import parse_train_len
+from seqnets import CONF_DIR, records, runs
 from seqnets.models.backbone import parameter_count
+from seqnets.tasks import task_of
 
 
 @dataclass
@@ -61,30 +60,42 @@ def cost(config: dict[str, Any]) -> float:
     """Rough milliseconds of training on one core of this project's CPU: a fixed ~6 ms per
     step (the framework, the optimiser, small kernels) plus time proportional to time steps x
     recurrent weights x batch (fitted to MNIST LSTM-128 at ~25 ms per step). Orders the jobs
-    (heaviest first) and gives the first estimate of the time left."""
-    task, model = config["task"], config["model"]
-    if task["name"] == "mnist":
-        steps, length, inputs = math.ceil(50_000 / task["batch_size"]), 28, 28
-    elif task["name"] == "remember":
-        steps, length, inputs = task["train_batches"], (task["min_len"] + task["max_len"]) / 2, 10
-    else:
-        low, high = parse_train_len(task["train_len"])
-        steps, length, inputs = task["train_batches"], (low + high) / 2, 2
+    (heaviest first) and gives the first estimate of the time left. The work is the task's
+    DataModule's, built from the config (which reads no files): its batches per epoch, its
+    sequence lengths (their midpoint where it draws a range) and its inputs per step."""
+    model = config["model"]
+    datamodule = task_of(config["task"]).datamodule()
+    steps, longest = datamodule.train_work()
+    length = (getattr(datamodule, "min_len", longest) + longest) / 2
     limit = config["trainer"].get("limit_train_batches")
     if isinstance(limit, int):
         steps = min(steps, limit)
     weights = parameter_count(
-        inputs, model["cell"], model["hidden"], model["num_layers"], model["bidirectional"]
+        datamodule.num_features,
+        model["cell"],
+        model["hidden"],
+        model["num_layers"],
+        model["bidirectional"],
     )
-    per_step = 6.0 + 1.3e-7 * length * weights * task["batch_size"]
+    per_step = 6.0 + 1.3e-7 * length * weights * datamodule.batch_size
     return config["trainer"]["max_epochs"] * steps * per_step
+
+
+def experiments_of(cfg: DictConfig, section: str) -> list[str]:
+    """The section's experiments: report.yaml's ``experiments.<section>``, else every
+    ``conf/experiment/<section>/*.yaml`` (sorted), so a new task needs no edit there."""
+    listed = (cfg.get("experiments") or {}).get(section)
+    if listed is not None:
+        return list(listed)
+    folder = Path(CONF_DIR) / "experiment" / section
+    return [f"{section}/{p.stem}" for p in sorted(folder.glob("*.yaml"))]
 
 
 def make_plan(cfg: DictConfig) -> list[Planned]:
     """Every (experiment, seed) of the chosen sections, with its identity."""
     plan = []
     for section in cfg.sections:
-        for experiment in cfg.experiments[section]:
+        for experiment in experiments_of(cfg, section):
             for seed in cfg.seeds:
                 overrides = [f"experiment={experiment}", f"seed={seed}", *budget(cfg)]
                 config = planned_config(overrides)

@@ -1,0 +1,314 @@
+"""The default report section of any task, and the parts the tasks' own sections share.
+
+A task without a ``report.py`` of its own (``seqnets.tasks.base.Task.report_section``) gets
+:func:`section`: a table with one row per experiment (the model, the task's knobs, the best
+validation score and every test metric as mean ± std over seeds, the runs' problems),
+observations computed from the numbers and from what the rows' configs vary, accuracy
+against length when the runs measured it, and the training curves; and :func:`inside`: the
+figures the run's test analysis drew of what the network keeps in its state.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from seqnets import plots
+from seqnets.report.document import Document, bullets, table
+from seqnets.report.settings import Varied, common, one_apart, show
+from seqnets.report.stats import (
+    Getter,
+    Row,
+    Stat,
+    best_row,
+    compare,
+    field,
+    holds,
+    mean_curve,
+    model_name,
+    monitor_mode,
+    test_metric,
+)
+
+
+# -- what the runs measured ---------------------------------------------------------------
+def test_metrics(rows: Sequence[Row]) -> list[str]:
+    """The scalar test metrics the completed runs recorded (``acc`` for ``test/acc``)."""
+    names: set[str] = set()
+    for row in rows:
+        for run in row.completed:
+            for key, value in (run.get("test") or {}).items():
+                if key.startswith("test/") and isinstance(value, int | float):
+                    names.add(key.removeprefix("test/"))
+    return sorted(names)
+
+
+def main_metric(rows: Sequence[Row]) -> tuple[str, bool] | None:
+    """The test metric a section's observations compare, and whether lower is better: the
+    test counterpart of the monitored validation metric, else the first one recorded."""
+    names = test_metrics(rows)
+    monitors = {r.config.get("task", {}).get("monitor") for r in rows if r.config}
+    monitor = monitors.pop() if len(monitors) == 1 else None
+    if monitor and monitor.removeprefix("val/") in names:
+        return monitor.removeprefix("val/"), monitor_mode(list(rows)) == "min"
+    if "acc" in names:
+        return "acc", False
+    return (names[0], "loss" in names[0]) if names else None
+
+
+def length_metric(rows: Sequence[Row]) -> str | None:
+    """The metric the runs measured against length (``by_length``), accuracy first."""
+    keys: list[str] = []
+    for row in rows:
+        for run in row.completed:
+            for entry in run.get("by_length", [])[:1]:
+                keys += [k for k in entry if k != "length" and k not in keys]
+    if not keys:
+        return None
+    return next((k for k in ("acc", "bit_acc") if k in keys), keys[0])
+
+
+def trained_lengths(task: Any, config: dict[str, Any]) -> tuple[int, int] | None:
+    """The shortest and longest training sequence of a run, from its task's DataModule
+    (built from the config, reading no files); None when it cannot be built."""
+    try:
+        datamodule = type(task)(config["task"]).datamodule()
+        _, longest = datamodule.train_work()
+    except Exception:  # a run of an older config: the report still renders
+        return None
+    return getattr(datamodule, "min_len", longest), longest
+
+
+def scored_count(task: Any, config: dict[str, Any], size: str = "test_size") -> int | None:
+    """How many items of the DataModule's set ``size`` names the run scored: all of them,
+    or as many batches as the trainer's ``limit_test_batches`` lets through."""
+    try:
+        datamodule = type(task)(config["task"]).datamodule()
+        total, batch = getattr(datamodule, size), datamodule.eval_batch_size
+    except Exception:  # a run of an older config: the report still renders
+        return None
+    batches = math.ceil(total / batch)
+    limit = (config.get("trainer") or {}).get("limit_test_batches")
+    if isinstance(limit, int):
+        batches = min(batches, limit)
+    elif isinstance(limit, float):
+        batches = int(batches * limit)
+    return min(total, batches * batch)
+
+
+# -- observations -------------------------------------------------------------------------
+def contrast(group: Varied, a: Row, b: Row) -> str:
+    """What sets row ``a`` apart from row ``b``: ``model.hidden 256 vs 128``."""
+    va, vb = group.values[group.rows.index(a)], group.values[group.rows.index(b)]
+    return " and ".join(
+        f"{k} {show(x)} vs {show(y)}" for k, x, y in zip(group.keys, va, vb, strict=True)
+    )
+
+
+def varied_sentence(
+    group: Varied,
+    get: Getter,
+    label: str,
+    scale: float = 100,
+    unit: str = " points",
+    lower_is_better: bool = False,
+    extra: Callable[[Row, Row], str] | None = None,
+) -> str:
+    """One sentence on rows that differ in one setting: for two, the later row against the
+    earlier; for more, their ranking and the best against the worst. Names the setting,
+    every value and every row."""
+    stats = {r.experiment: r.stat(get) for r in group.rows}
+    if len(group.rows) == 2:
+        b, a = group.rows
+        verdict = compare(
+            a.name, stats[a.experiment], b.name, stats[b.experiment], scale, unit, lower_is_better
+        )
+        more = extra(a, b) if extra else ""
+        return (
+            f"{contrast(group, a, b)} ({a.name} vs {b.name}, all else alike), {label}: "
+            f"{verdict}{more}."
+        )
+    scored = [r for r in group.rows if stats[r.experiment].mean is not None]
+    names = "; ".join(f"{r.name}: {group.value(r)}" for r in group.rows)
+    if len(scored) < 2:
+        return f"{group.what} ({names}; all else alike): not enough completed runs to compare."
+    scored.sort(key=lambda r: stats[r.experiment].mean, reverse=not lower_is_better)
+    ranking = " > ".join(f"{r.name} ({stats[r.experiment].text(scale)})" for r in scored)
+    best, worst = scored[0], scored[-1]
+    verdict = compare(
+        best.name,
+        stats[best.experiment],
+        worst.name,
+        stats[worst.experiment],
+        scale,
+        unit,
+        lower_is_better,
+    )
+    more = extra(best, worst) if extra else ""
+    return f"{group.what} ({names}; all else alike), {label}: {ranking}; {verdict}{more}."
+
+
+def best_sentence(
+    rows: Sequence[Row],
+    get: Getter,
+    label: str,
+    scale: float = 100,
+    lower: bool = False,
+    unit: str = "",
+) -> str | None:
+    """The row with the best mean, against the runner-up."""
+    stats = {r.experiment: r.stat(get) for r in rows}
+    ranked = sorted(
+        (r for r in rows if stats[r.experiment].mean is not None),
+        key=lambda r: stats[r.experiment].mean,
+        reverse=not lower,
+    )
+    if not ranked:
+        return None
+    top = ranked[0]
+    sentence = f"{'Lowest' if lower else 'Highest'} mean {label}: {top.name} "
+    sentence += f"({stats[top.experiment].text(scale)}{unit})"
+    if len(ranked) > 1:
+        second = ranked[1]
+        sentence += "; " + compare(
+            top.name,
+            stats[top.experiment],
+            second.name,
+            stats[second.experiment],
+            scale,
+            lower_is_better=lower,
+        )
+    return sentence + "."
+
+
+def observations(task: Any, rows: list[Row]) -> list[str]:
+    out = []
+    metric = main_metric(rows)
+    if metric is not None:
+        name, lower = metric
+        get, label = test_metric(name), f"test {name}"
+        scale = 1.0 if lower else 100.0
+        if (first := best_sentence(rows, get, label, scale, lower)) is not None:
+            out.append(first)
+        for group in one_apart(rows):
+            out.append(varied_sentence(group, get, label, scale, lower_is_better=lower))
+    along = length_metric(rows)
+    for row in rows:
+        if along and row.completed and (curve := mean_curve(row.completed, along)):
+            trained = trained_lengths(task, row.config)
+            longest = trained[1] if trained else curve[-1][0]
+            out.append(holds(row.name, along, curve, longest))
+    return out or ["No completed runs to observe."]
+
+
+# -- figures ------------------------------------------------------------------------------
+def length_figure(
+    doc: Document,
+    rows: Sequence[Row],
+    metric: str,
+    name: str,
+    title: str,
+    caption: str,
+    label: Callable[[Row], str] = lambda r: r.name,
+    trained: tuple[int, int] | None = None,
+) -> None:
+    series = {label(r): mean_curve(r.completed, metric) for r in rows if r.completed}
+    series = {k: v for k, v in series.items() if v}
+    if series:
+        doc.figure(plots.accuracy_by_length_lines(series, title, trained=trained), name, caption)
+
+
+def curves_figure(
+    doc: Document,
+    rows: Sequence[Row],
+    name: str,
+    title: str,
+    caption: str,
+    label: Callable[[Row], str] = lambda r: r.name,
+) -> None:
+    curves = {label(r): r.completed for r in rows if r.completed}
+    if curves:
+        doc.figure(plots.training_curves(curves, title), name, caption)
+
+
+# -- the default section ------------------------------------------------------------------
+def section(task: Any, doc: Document, rows: list[Row], context: Any) -> None:
+    """A table of every experiment's scores, observations and figures, for any task."""
+    mode = monitor_mode(rows)
+    monitor = common(rows, lambda c: c["task"]["monitor"])
+    seeds = ", ".join(map(str, context.seeds))
+    doc.add(
+        f"{len(rows)} experiment{'s' * (len(rows) != 1)} of the {task.name} task, seeds "
+        f"{seeds}. Mean ± standard deviation over the seeds that completed; the best checkpoint "
+        f"of each run is chosen on {monitor} ({'higher' if mode == 'max' else 'lower'} is "
+        f"better)."
+    )
+    metrics = test_metrics(rows)
+    lines, results = [], []
+    for row in rows:
+        knobs = row.config.get("task", {})
+        val = row.stat(field("best_val"))
+        tests: dict[str, Stat] = {m: row.stat(test_metric(m)) for m in metrics}
+        lines.append(
+            [
+                row.name,
+                model_name(row.config),
+                *(show(knobs.get(k)) for k in task.knobs),
+                val.text(digits=4),
+                *(s.text(digits=4) for s in tests.values()),
+                row.status(),
+            ]
+        )
+        results.append(
+            {"experiment": row.experiment, "best_val": val.record()}
+            | {f"test/{m}": s.record() for m, s in tests.items()}
+        )
+    header = ["run", "model", *task.knobs, f"best {monitor}", *(f"test {m}" for m in metrics)]
+    doc.add(table([*header, "runs"], lines))
+    doc.add(f"Command: `{context.command}`")
+    doc.results[context.section] = {"table": results}
+    doc.add("### Observations")
+    doc.add(bullets(observations(task, rows)))
+    along = length_metric(rows)
+    if along:
+        configs = [r.config for r in rows if r.config]
+        ranges = {trained_lengths(task, c) for c in configs}
+        trained = ranges.pop() if len(ranges) == 1 else None
+        length_figure(
+            doc,
+            rows,
+            along,
+            f"{context.section}_length",
+            f"{task.name}: {along} against sequence length",
+            f"{along} against sequence length, mean over seeds"
+            + ("; shaded: the training lengths" if trained else ""),
+            trained=trained,
+        )
+    curves_figure(
+        doc,
+        rows,
+        f"{context.section}_curves",
+        f"{task.name}: training curves (mean over seeds)",
+        "Training loss per iteration and the validation metrics per epoch, every run",
+    )
+
+
+def best_of(rows: list[Row]) -> Row | None:
+    """The inside pick when the report's config names none: the best row on validation."""
+    return best_row(rows, field("best_val"), monitor_mode(rows))
+
+
+def inside(task: Any, doc: Document, row: Row) -> None:
+    """The figures the run's test analysis drew of the network's state (``inside_*.png``)."""
+    run = row.completed[0]
+    doc.results.setdefault("inside", {})[task.name] = {"dir": run["dir"], **run.get("inside", {})}
+    figures = sorted((Path(run["dir"]) / "figures").glob("inside_*.png"))
+    note = (run.get("inside") or {}).get("note")
+    doc.add(
+        f"**{task.title}, {model_name(row.config)}:** "
+        + (note or f"{len(figures)} figure{'s' * (len(figures) != 1)} from its test analysis.")
+    )
+    for path in figures:
+        doc.copy_figure(run, path.stem, f"{task.name}_{path.stem}", path.stem.replace("_", " "))

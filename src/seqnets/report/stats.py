@@ -1,0 +1,239 @@
+"""Numbers over seeds with their provenance: one experiment's runs (``Row``), the mean and
+spread of one number over them (``Stat``), where each number is read from a run's
+``metrics.json`` (``Getter``), and the sentences that compare them.
+
+Numbers over seeds are mean ± standard deviation of the runs that completed; a run that
+failed, diverged or never finished is reported as such and never averaged in.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from seqnets import records
+from seqnets.models.backbone import describe_model
+from seqnets.report.document import DASH
+
+
+@dataclass
+class Row:
+    """One experiment of a section: its runs over the seeds (None where none was found)."""
+
+    experiment: str
+    runs: list[dict[str, Any] | None]
+    seeds: list[int]
+    planned: dict[str, Any] | None = None  # the config as planned, when no run has one
+
+    @property
+    def name(self) -> str:
+        """The experiment's short name (``mnist/lstm_128`` -> ``lstm_128``)."""
+        return self.experiment.split("/")[-1]
+
+    @property
+    def completed(self) -> list[dict[str, Any]]:
+        return [r for r in self.runs if r is not None and r["status"] == records.COMPLETED]
+
+    @property
+    def config(self) -> dict[str, Any]:
+        found = [r for r in self.runs if r is not None and r.get("config")]
+        return found[0]["config"] if found else self.planned or {}
+
+    def values(self, get: Getter) -> list[tuple[int, str, float]]:
+        """(seed, run directory, value) of every completed run that has the value."""
+        out = []
+        for seed, run in zip(self.seeds, self.runs, strict=True):
+            if run is not None and run["status"] == records.COMPLETED:
+                value = get(run)
+                if value is not None:
+                    out.append((seed, run["dir"], value))
+        return out
+
+    def stat(self, get: Getter) -> Stat:
+        return Stat(self.values(get), get.source)
+
+    def problems(self) -> list[str]:
+        """What went wrong with this experiment's runs, one phrase per seed."""
+        out = []
+        for seed, run in zip(self.seeds, self.runs, strict=True):
+            if run is None:
+                out.append(f"seed {seed}: not run")
+            elif run["status"] == records.DIVERGED:
+                where = run["diverged"]
+                out.append(f"seed {seed}: **diverged** at step {where['step']}")
+            elif run["status"] != records.COMPLETED:
+                out.append(f"seed {seed}: **{run['status']}**")
+        return out
+
+    def status(self) -> str:
+        """The problems as a table cell: ``ok`` when every seed completed."""
+        return "; ".join(self.problems()) or "ok"
+
+
+class Stat:
+    """Mean and spread over seeds of one number, and where each value came from."""
+
+    def __init__(self, values: list[tuple[int, str, float]], source: str = "") -> None:
+        self.values, self.source = values, source
+        numbers = [v for _, _, v in values]
+        self.n = len(numbers)
+        self.mean = statistics.fmean(numbers) if numbers else None
+        self.std = statistics.stdev(numbers) if len(numbers) > 1 else 0.0 if numbers else None
+
+    def text(self, scale: float = 1.0, digits: int = 2, unit: str = "") -> str:
+        if self.mean is None:
+            return DASH
+        spread = f" ± {self.std * scale:.{digits}f}" if self.n > 1 else ""
+        return f"{self.mean * scale:.{digits}f}{spread}{unit}"
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "mean": self.mean,
+            "std": self.std,
+            "n": self.n,
+            "source": self.source,  # where in each run's metrics.json the value comes from
+            "runs": [{"seed": s, "dir": d, "value": v} for s, d, v in self.values],
+        }
+
+    def beats(self, other: Stat) -> bool | None:
+        """Whether this one is higher by more than the spread of both (None: a tie)."""
+        if self.mean is None or other.mean is None:
+            return None
+        margin = (self.std or 0.0) + (other.std or 0.0)
+        if abs(self.mean - other.mean) <= margin:
+            return None
+        return self.mean > other.mean
+
+
+class Getter:
+    """Reads one number from a run's record; ``source`` says where, in results.json, so that
+    every number shown can be traced back to its run's metrics.json."""
+
+    def __init__(self, source: str, read: Callable[[dict[str, Any]], float | None]) -> None:
+        self.source, self.read = source, read
+
+    def __call__(self, run: dict[str, Any]) -> float | None:
+        return self.read(run)
+
+
+def field(name: str) -> Getter:
+    """A top-level number of metrics.json (``best_val``, ``num_parameters``)."""
+    return Getter(name, lambda run: run.get(name))
+
+
+def test_metric(name: str) -> Getter:
+    return Getter(f"test/{name}", lambda run: run["test"].get(f"test/{name}"))
+
+
+def _at_lengths(run: dict[str, Any], low: int, high: int, metric: str) -> list[float]:
+    return [r[metric] for r in run.get("by_length", []) if low <= r["length"] <= high]
+
+
+def by_length(length: int, metric: str) -> Getter:
+    def read(run: dict[str, Any]) -> float | None:
+        values = _at_lengths(run, length, length, metric)
+        return values[0] if values else None
+
+    return Getter(f"by_length[{length}].{metric}", read)
+
+
+def mean_over_lengths(low: int, high: int, metric: str) -> Getter:
+    def read(run: dict[str, Any]) -> float | None:
+        values = _at_lengths(run, low, high, metric)
+        return statistics.fmean(values) if values else None
+
+    return Getter(f"mean(by_length[{low}..{high}].{metric})", read)
+
+
+seconds_per_epoch = Getter(
+    "train_time_s/epochs_trained",
+    lambda run: run["train_time_s"] / run["epochs_trained"] if run.get("epochs_trained") else None,
+)
+
+
+def model_name(config: dict[str, Any]) -> str:
+    m = config.get("model") or {}
+    if not m:
+        return "?"
+    return describe_model(m["cell"], m["hidden"], m["num_layers"], m["bidirectional"])
+
+
+def monitor_mode(rows: list[Row]) -> str:
+    """Whether the section's monitored validation metric is better high ("max") or low."""
+    modes = {r.config.get("task", {}).get("monitor_mode", "max") for r in rows if r.config}
+    return modes.pop() if len(modes) == 1 else "max"
+
+
+def best_row(rows: list[Row], get: Getter, mode: str = "max") -> Row | None:
+    """The row whose mean of ``get`` is best (highest, or lowest with ``mode="min"``),
+    among rows that have such a mean at all."""
+    scored = [(stat.mean, r) for r in rows if (stat := r.stat(get)).mean is not None]
+    pick = max if mode == "max" else min
+    return pick(scored, key=lambda t: t[0])[1] if scored else None
+
+
+def best_on_validation(rows: list[Row]) -> Row | None:
+    """The row with the best mean validation score (the runs' monitored metric)."""
+    return best_row(rows, field("best_val"), monitor_mode(rows))
+
+
+def best_run(row: Row, mode: str = "max") -> dict[str, Any] | None:
+    """The row's completed run with the best validation score."""
+    scored = [r for r in row.completed if r.get("best_val") is not None]
+    pick = max if mode == "max" else min
+    return pick(scored, key=lambda r: r["best_val"]) if scored else None
+
+
+def compare(
+    name_a: str,
+    a: Stat,
+    name_b: str,
+    b: Stat,
+    scale: float = 100,
+    unit: str = " points",
+    lower_is_better: bool = False,
+) -> str:
+    """A sentence on two numbers over seeds: which is better and by how much, or a tie when
+    the difference is within the spread over seeds."""
+    if a.mean is None or b.mean is None:
+        return f"{name_a} vs {name_b}: not enough completed runs to compare"
+    verdict = a.beats(b)
+    if verdict is None:
+        return (
+            f"{name_a} ({a.text(scale)}) and {name_b} ({b.text(scale)}) tie: the difference, "
+            f"{abs(a.mean - b.mean) * scale:.2f}{unit}, is within the spread over seeds"
+        )
+    verdict = verdict != lower_is_better
+    (win, high), (lose, low) = ((name_a, a), (name_b, b)) if verdict else ((name_b, b), (name_a, a))
+    return (
+        f"{win} beats {lose} by {abs(high.mean - low.mean) * scale:.2f}{unit} "
+        f"({high.text(scale)} vs {low.text(scale)})"
+    )
+
+
+def mean_curve(runs: list[dict[str, Any]], metric: str) -> list[tuple[int, float]]:
+    """A metric against length, averaged over the runs (same lengths in each)."""
+    lengths: dict[int, list[float]] = {}
+    for run in runs:
+        for row in run.get("by_length", []):
+            if metric in row:
+                lengths.setdefault(row["length"], []).append(row[metric])
+    return [(n, statistics.fmean(v)) for n, v in sorted(lengths.items())]
+
+
+def first_below(curve: list[tuple[int, float]], bar: float = 0.99) -> int | None:
+    return next((n for n, v in curve if v < bar), None)
+
+
+def holds(name: str, what: str, curve: list[tuple[int, float]], trained_up_to: int) -> str:
+    """From which length ``what`` drops below 99 %, or that it never does, and whether that
+    is within the training lengths or beyond them."""
+    below = first_below(curve)
+    if below is None:
+        return f"{name}: {what} stays at 99 % or more at every length measured (to {curve[-1][0]})."
+    where = (
+        "beyond the training lengths" if below > trained_up_to else "within the training lengths"
+    )
+    return f"{name}: {what} drops below 99 % from length {below} ({where})."
