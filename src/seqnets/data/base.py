@@ -21,7 +21,29 @@ def prepare_batch(datamodule: L.LightningDataModule, batch: Batch, device: torch
 
 class TensorDataModule(L.LightningDataModule):
     """Validation and test sets live in ``self.splits`` as tensors and are served a whole batch
-    at a time; subclasses fill ``splits`` in ``setup`` and say how to train and describe."""
+    at a time; subclasses fill ``splits`` in ``setup`` and say how to train and describe.
+
+    What a task's DataModule must have (the contract the rest of seqnets reads; a task's
+    other behaviour lives in its ``seqnets.tasks.base.Task``):
+
+    - ``name`` (str): the task's name, ``task.name``; ``num_features`` (int): the size of
+      each step's input vector, which the backbone is built for.
+    - batches: dicts of ``x`` (batch, steps, num_features), ``y`` (the objective's target)
+      and, for ragged batches, ``lengths`` (each sequence's length, on the CPU).
+    - ``setup`` fills ``splits["val"]`` and ``splits["test"]``; ``train_dataloader`` (for
+      synthetic tasks: ``SyntheticDataModule`` makes batches from ``make``/``train_batch``).
+    - ``train_work()`` -> (batches per epoch, longest training sequence): the cost estimate
+      before a run (``seqnets.cost``) and the long-training warning read it.
+    - ``sample_batch()`` and ``describe(batch, preds)``: the fixed samples every run shows
+      (``describe`` gives each a ``text``).
+    - optional, for the accuracy-against-length study: ``eval_lengths()`` and
+      ``length_set(length)`` (``SyntheticDataModule`` has both); ``min_len``/``max_len``,
+      the trained range the figures shade; constructor arguments ``min_eval_len`` and
+      ``max_eval_len``, the range ``python -m seqnets.evaluate lengths=[min,max]`` changes;
+      ``eval_work()``, the study's size for the cost estimate.
+    - optional: ``check()`` (files missing, before any work), ``sample_figure`` and
+      ``errors_figure`` (tasks whose inputs are pictures).
+    """
 
     name: str
     num_features: int

@@ -115,7 +115,7 @@ def section(task: Any, doc: Document, rows: list[Row], context: Any) -> None:
     )
     best_run_subsection(doc, rows, context)
     if context.handwriting:
-        handwriting(doc, rows, context)
+        handwriting(task, doc, rows, context)
 
 
 def observations(rows: list[Row]) -> list[str]:
@@ -211,11 +211,10 @@ def classification_table(cr: dict[str, Any]) -> str:
     return table(["digit", "precision", "recall", "F1", "support"], lines)
 
 
-def handwriting(doc: Document, rows: list[Row], context: Any) -> None:
+def handwriting(task: Any, doc: Document, rows: list[Row], context: Any) -> None:
     """A person's own digit images (``handwriting=<folder>``) read by the best run on
     validation."""
     from seqnets.checkpoints import load_checkpoint, rebuild
-    from seqnets.predict import predict_images
 
     context.used.add("handwriting")
     folder = str(context.handwriting)
@@ -228,7 +227,7 @@ def handwriting(doc: Document, rows: list[Row], context: Any) -> None:
     best = pick(runs, key=lambda r: r["best_val"])
     file, checkpoint = load_checkpoint(best["dir"])
     _, datamodule, module = rebuild(checkpoint, data_dir=context.data_dir)
-    result = predict_images(module, datamodule, folder)
+    result = task.predict(module, datamodule, folder)
     accuracy = result["accuracy"]
     side = datamodule.num_features
     doc.add(
