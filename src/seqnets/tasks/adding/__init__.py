@@ -70,6 +70,11 @@ class Adding(Task):
             figures["adding_running_sum"] = running_sum_figure(numbers, title)
         return {"running_sum": numbers}, figures
 
+    def report_section(self, doc: Any, rows: list[Any], context: Any) -> None:
+        from seqnets.tasks.adding.report import section
+
+        section(self, doc, rows, context)
+
 
 # -- a user's own sequences ----------------------------------------------------------------------
 def parse_sequences(value: Any) -> list[Any]:
