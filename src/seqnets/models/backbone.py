@@ -35,11 +35,17 @@ def parameter_count(
     except RuntimeError:
         if hidden <= 3:
             raise
+    return _extrapolated_count(input_size, cell, hidden, num_layers, bidirectional)
+
+
+def _extrapolated_count(
+    input_size: int, cell: str, hidden: int, num_layers: int, bidirectional: bool
+) -> int:
+    """The count at ``hidden`` from the counts at hidden 1, 2 and 3 (Newton's forward
+    differences through a quadratic), exact in Python integers."""
     p1, p2, p3 = (_meta_count(input_size, cell, h, num_layers, bidirectional) for h in (1, 2, 3))
-    # Newton's forward differences through hidden = 1, 2, 3, exact in Python integers.
-    d1, d2 = p2 - p1, p3 - 2 * p2 + p1
     n = hidden - 1
-    return p1 + n * d1 + n * (n - 1) // 2 * d2
+    return p1 + n * (p2 - p1) + n * (n - 1) // 2 * (p3 - 2 * p2 + p1)
 
 
 def _meta_count(
