@@ -226,9 +226,9 @@ def test_long_training_length_warns(compose_cfg, caplog, overrides, longest):
 
 
 def test_memory_estimate_matches_the_real_parameter_count():
-    from seqnets.models.backbone import RecurrentBackbone, parameter_count
+    from seqnets.models.backbone import CELLS, RecurrentBackbone, parameter_count
 
-    for cell in ("rnn", "lstm", "gru"):
+    for cell in CELLS:
         net = RecurrentBackbone(7, cell=cell, hidden=6, num_layers=2, bidirectional=True)
         assert parameter_count(7, cell, 6, 2, True) == sum(p.numel() for p in net.parameters())
 

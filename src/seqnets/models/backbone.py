@@ -7,10 +7,9 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqnets.errors import check_bool, check_choice, check_int, check_real
+from seqnets.models.cells import CELLS, Cell
 
-CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
-# Gates stacked in each weight matrix, in PyTorch's order (LSTM: i, f, g, o; GRU: r, z, n).
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+__all__ = ["CELLS", "RecurrentBackbone", "describe_model", "parameter_count"]
 
 
 def describe_model(cell: str, hidden: int, num_layers: int = 1, bidirectional: bool = False) -> str:
@@ -22,18 +21,44 @@ def describe_model(cell: str, hidden: int, num_layers: int = 1, bidirectional: b
 def parameter_count(
     input_size: int, cell: str, hidden: int, num_layers: int = 1, bidirectional: bool = False
 ) -> int:
-    """Parameters of a backbone, computed without building it: a size check must not try to
-    allocate the 160 GB that ``model.hidden=1000000000`` asks for."""
-    directions = 2 if bidirectional else 1
-    total = 0
-    for layer in range(num_layers):
-        inputs = input_size if layer == 0 else hidden * directions
-        total += directions * GATES[cell] * hidden * (inputs + hidden + 2)
-    return total
+    """Parameters of a backbone, counted on its cell built on the meta device (shapes, no
+    storage): true for any cell, and a size check never tries to allocate the 160 GB that
+    ``model.hidden=1000000000`` asks for.
+
+    Shapes so large that PyTorch's own size arithmetic overflows (a GRU with hidden 10**9
+    has a 3e9 x 1e9 recurrent weight, 1.2e19 bytes) are counted by building the cell with
+    hidden 1, 2 and 3 and extending the quadratic through those counts: a recurrent cell's
+    weights are at most hidden x hidden, so its count is a polynomial of degree 2 in hidden.
+    """
+    try:
+        return _meta_count(input_size, cell, hidden, num_layers, bidirectional)
+    except RuntimeError:
+        if hidden <= 3:
+            raise
+    return _extrapolated_count(input_size, cell, hidden, num_layers, bidirectional)
+
+
+def _extrapolated_count(
+    input_size: int, cell: str, hidden: int, num_layers: int, bidirectional: bool
+) -> int:
+    """The count at ``hidden`` from the counts at hidden 1, 2 and 3 (Newton's forward
+    differences through a quadratic), exact in Python integers."""
+    p1, p2, p3 = (_meta_count(input_size, cell, h, num_layers, bidirectional) for h in (1, 2, 3))
+    n = hidden - 1
+    return p1 + n * (p2 - p1) + n * (n - 1) // 2 * (p3 - 2 * p2 + p1)
+
+
+def _meta_count(
+    input_size: int, cell: str, hidden: int, num_layers: int, bidirectional: bool
+) -> int:
+    with torch.device("meta"):
+        rnn = CELLS[cell](input_size, hidden, num_layers=num_layers, bidirectional=bidirectional)
+    return sum(p.numel() for p in rnn.parameters())
 
 
 class RecurrentBackbone(nn.Module):
-    """A stack of RNN, LSTM or GRU layers that reads a batch of (possibly ragged) sequences.
+    """A stack of recurrent layers (any cell of :data:`CELLS`) that reads a batch of
+    (possibly ragged) sequences.
 
     It returns the per-step outputs (for per-step readouts such as binary addition) and the
     final features: each sequence's state at its *true* last step, both directions'
@@ -63,34 +88,21 @@ class RecurrentBackbone(nn.Module):
         self.bidirectional = check_bool("model.bidirectional", bidirectional)
         self.num_directions = 2 if self.bidirectional else 1
         self.output_size = self.hidden * self.num_directions
-        self.rnn = CELLS[cell](
+        self.rnn: Cell = CELLS[cell](
             input_size,
             hidden,
             num_layers=num_layers,
             bidirectional=self.bidirectional,
-            # PyTorch applies dropout between layers only; with one layer it would only warn.
+            # Dropout acts between layers only; with one layer PyTorch's cells would only warn.
             dropout=dropout if num_layers > 1 else 0.0,
             batch_first=True,
         )
-        self.reset_parameters(forget_bias=forget_bias, orthogonal=orthogonal)
+        # The cell's own initialisation: see each cell's init_weights.
+        self.rnn.init_weights(forget_bias=forget_bias, orthogonal=orthogonal)
 
     def describe(self) -> str:
         """A short name for titles, e.g. ``bilstm h=128 x2``."""
         return describe_model(self.cell, self.hidden, self.num_layers, self.bidirectional)
-
-    @torch.no_grad()
-    def reset_parameters(self, forget_bias: float = 1.0, orthogonal: bool = True) -> None:
-        """Orthogonal recurrent weights keep gradients from vanishing or exploding over the
-        28..100 steps these tasks span; a positive LSTM forget-gate bias makes the cell
-        remember by default early in training (Jozefowicz et al., 2015)."""
-        for name, param in self.rnn.named_parameters():
-            if name.startswith("weight_hh") and orthogonal:
-                for block in param.chunk(GATES[self.cell], dim=0):
-                    nn.init.orthogonal_(block)
-            elif name.startswith("bias"):
-                param.zero_()
-                if self.cell == "lstm" and name.startswith("bias_ih"):
-                    param[self.hidden : 2 * self.hidden] = forget_bias
 
     def forward(
         self, x: torch.Tensor, lengths: torch.Tensor | None = None

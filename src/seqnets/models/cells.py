@@ -1,0 +1,392 @@
+"""Recurrent cells: one class each, all behind one contract (:class:`Cell`).
+
+:data:`CELLS` is the only place that names the cells; the backbone, the config checks and the
+size estimate all read it, so a new cell is one class here and one line in :data:`CELLS`.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+
+class Cell(ABC):
+    """The cell contract: what :class:`~seqnets.models.backbone.RecurrentBackbone` relies on.
+
+    A cell is an ``nn.Module`` (this class is a mixin beside it) with
+
+    - a constructor ``(input_size, hidden, num_layers=1, bidirectional=False, dropout=0.0,
+      batch_first=True)``; ``dropout`` acts between stacked layers only, in training;
+    - ``forward(input)``, ``input`` a (batch, steps, features) tensor (with
+      ``batch_first=True``) or a ``PackedSequence``, returning ``(output, state)``: ``output``
+      of the same kind as ``input`` (packed exactly as the input was), with features
+      ``hidden * directions`` (forward direction first) for the top layer at every step, zero
+      past each sequence's end once padded; ``state`` either ``h_n`` of shape
+      (num_layers * directions, batch, hidden) (layer by layer, forward before backward,
+      each sequence's state at its true last step, the backward direction's after the first
+      step) or a tuple whose first element is ``h_n`` (as ``nn.LSTM`` returns ``(h_n, c_n)``).
+      A ragged batch never lets padding change a state; the backward direction starts from
+      a zero state at each sequence's own last real step;
+    - ``init_weights(forget_bias, orthogonal)``: the cell's own initialisation, called once
+      after construction (``forget_bias``: a remember-by-default bias where the cell has a
+      gate for it; ``orthogonal``: orthogonal recurrent weights, one block per gate, where
+      the cell has recurrent weights);
+    - ``states(x, lengths)``: the top layer's per-step states besides its outputs, a dict
+      name -> (batch, steps, hidden * directions) tensor laid out as the outputs (zero past
+      each end); ``{}`` when the outputs are the whole state (RNN, GRU, minGRU);
+    - ``gates``: how many gate blocks are stacked in each weight matrix.
+
+    Parameter names are the cell's own; the ``nn.RNN``/``nn.LSTM``/``nn.GRU`` wrappers keep
+    PyTorch's names so that their checkpoints load unchanged.
+    """
+
+    gates: ClassVar[int] = 1
+
+    @abstractmethod
+    def init_weights(self, forget_bias: float, orthogonal: bool) -> None:
+        """The cell's initialisation (see the class docstring)."""
+
+    def states(
+        self, x: torch.Tensor, lengths: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Per-step states of the top layer besides the outputs; none by default."""
+        return {}
+
+
+def _pytorch_init(module: nn.RNNBase, gates: int, orthogonal: bool) -> None:
+    """Orthogonal blocks (one per gate) for each ``weight_hh`` and zero biases, in the order
+    of ``named_parameters`` (the random draws of a seeded run depend on that order)."""
+    for name, param in module.named_parameters():
+        if name.startswith("weight_hh") and orthogonal:
+            for block in param.chunk(gates, dim=0):
+                nn.init.orthogonal_(block)
+        elif name.startswith("bias"):
+            param.zero_()
+
+
+class RNN(nn.RNN, Cell):
+    """``nn.RNN`` (tanh) under the cell contract. ``forget_bias`` does not apply (no gate)."""
+
+    gates = 1
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden: int,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        batch_first: bool = True,
+    ) -> None:
+        super().__init__(
+            input_size,
+            hidden,
+            num_layers=num_layers,
+            bidirectional=bidirectional,
+            dropout=dropout,
+            batch_first=batch_first,
+        )
+
+    @torch.no_grad()
+    def init_weights(self, forget_bias: float = 1.0, orthogonal: bool = True) -> None:
+        """Orthogonal recurrent weights keep gradients from vanishing or exploding over the
+        28..100 steps these tasks span; biases start at zero."""
+        _pytorch_init(self, self.gates, orthogonal)
+
+
+class GRU(nn.GRU, Cell):
+    """``nn.GRU`` (gates r, z, n) under the cell contract. ``forget_bias`` is not used:
+    PyTorch's GRU has no forget gate, and its zero-bias update gate starts half open."""
+
+    gates = 3
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden: int,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        batch_first: bool = True,
+    ) -> None:
+        super().__init__(
+            input_size,
+            hidden,
+            num_layers=num_layers,
+            bidirectional=bidirectional,
+            dropout=dropout,
+            batch_first=batch_first,
+        )
+
+    @torch.no_grad()
+    def init_weights(self, forget_bias: float = 1.0, orthogonal: bool = True) -> None:
+        """Orthogonal blocks per gate for the recurrent weights; zero biases."""
+        _pytorch_init(self, self.gates, orthogonal)
+
+
+class LSTM(nn.LSTM, Cell):
+    """``nn.LSTM`` (gates i, f, g, o) under the cell contract; ``states`` adds the per-step
+    cell states ``c``."""
+
+    gates = 4
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden: int,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        batch_first: bool = True,
+    ) -> None:
+        super().__init__(
+            input_size,
+            hidden,
+            num_layers=num_layers,
+            bidirectional=bidirectional,
+            dropout=dropout,
+            batch_first=batch_first,
+        )
+
+    @torch.no_grad()
+    def init_weights(self, forget_bias: float = 1.0, orthogonal: bool = True) -> None:
+        """Orthogonal blocks per gate for the recurrent weights, zero biases but a forget-gate
+        bias of ``forget_bias`` in ``bias_ih``: a positive one makes the cell remember by
+        default early in training (Jozefowicz et al., 2015)."""
+        _pytorch_init(self, self.gates, orthogonal)
+        hidden = self.hidden_size
+        for name, param in self.named_parameters():
+            if name.startswith("bias_ih"):
+                param[hidden : 2 * hidden] = forget_bias
+
+    def states(
+        self, x: torch.Tensor, lengths: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """``{"c": ...}``: the top layer's per-step cell states, (batch, steps, hidden *
+        directions), forward direction first and zero past each sequence's end."""
+        return {"c": self.replay(x, lengths)[1]}
+
+    def replay(
+        self, x: torch.Tensor, lengths: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-step hidden and cell states of the top layer over ``x`` (batch, steps,
+        features), ``lengths`` marking ragged sequences: two tensors of shape (batch, steps,
+        hidden * directions), forward direction first and zero past each sequence's end, as
+        the backbone's packed LSTM lays out its outputs.
+
+        ``nn.LSTM`` returns the cell state only after the last step, and the cell state is
+        where an LSTM may keep e.g. a carry, so the LSTM equations are replayed here from the
+        module's own weights (PyTorch's gate order i, f, g, o), layer by layer and direction
+        by direction. Inter-layer dropout is not applied: this is an eval-mode analysis.
+        """
+        if self.proj_size:
+            raise ValueError("LSTM.states does not handle LSTMs with proj_size > 0")
+        if not self.batch_first:
+            raise ValueError("LSTM.states reads batch-first input")
+        steps = x.shape[1]
+        if lengths is None:
+            real = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+        else:
+            real = torch.arange(steps, device=x.device) < lengths.to(x.device)[:, None]
+        directions = 2 if self.bidirectional else 1
+        layer_input = x
+        cells = x
+        for layer in range(self.num_layers):
+            hs, cs = [], []
+            for direction in range(directions):
+                suffix = f"l{layer}{'_reverse' if direction else ''}"
+                w_ih = getattr(self, f"weight_ih_{suffix}")
+                w_hh = getattr(self, f"weight_hh_{suffix}")
+                gates_in = layer_input @ w_ih.T
+                if self.bias:
+                    gates_in = gates_in + getattr(self, f"bias_ih_{suffix}")
+                    gates_in = gates_in + getattr(self, f"bias_hh_{suffix}")
+                h_seq, c_seq = _lstm_direction(gates_in, w_hh, real, reverse=bool(direction))
+                hs.append(h_seq)
+                cs.append(c_seq)
+            layer_input, cells = torch.cat(hs, dim=-1), torch.cat(cs, dim=-1)
+        return layer_input, cells
+
+
+def _lstm_direction(
+    gates_in: torch.Tensor, w_hh: torch.Tensor, real: torch.Tensor, reverse: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One LSTM layer in one direction, from its input-side gate pre-activations.
+
+    The state changes only at real steps, so that reading right to left each sequence starts
+    from a zero state at its own last step, as a packed sequence does."""
+    batch, steps, _ = gates_in.shape
+    hidden = w_hh.shape[1]
+    h = gates_in.new_zeros(batch, hidden)
+    c = gates_in.new_zeros(batch, hidden)
+    h_seq = gates_in.new_zeros(batch, steps, hidden)
+    c_seq = gates_in.new_zeros(batch, steps, hidden)
+    for t in reversed(range(steps)) if reverse else range(steps):
+        i, f, g, o = (gates_in[:, t] + h @ w_hh.T).chunk(4, dim=-1)
+        c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h_new = torch.sigmoid(o) * torch.tanh(c_new)
+        step_real = real[:, t, None]
+        h = torch.where(step_real, h_new, h)
+        c = torch.where(step_real, c_new, c)
+        h_seq[:, t], c_seq[:, t] = h * step_real, c * step_real
+    return h_seq, c_seq
+
+
+class MinGRU(nn.Module, Cell):
+    """minGRU (Feng et al., 2024, "Were RNNs All We Needed?"): both gates read the current
+    input only, so the state enters linearly:
+
+        z_t = sigmoid(W_z x_t + b_z),  h~_t = W_h x_t + b_h,  h_t = (1 - z_t) * h_{t-1} + z_t * h~_t
+
+    computed here in its sequential form (a loop over steps). Layer ``l`` reads layer
+    ``l - 1``'s outputs (dropout between layers in training); bidirectional layers read the
+    reversed sequence from a zero state at each sequence's own last real step. The outputs
+    are the states, so :meth:`states` returns ``{}``.
+
+    Parameters, per layer and direction (``_reverse`` for the backward one):
+    ``weight_ih_l{k}`` (2 * hidden, inputs) and ``bias_ih_l{k}`` (2 * hidden), the z and h~
+    blocks stacked in that order (``gates = 2``). There are no recurrent weights.
+    """
+
+    gates = 2
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden: int,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        batch_first: bool = True,
+    ) -> None:
+        super().__init__()
+        self.input_size = input_size
+        self.hidden_size = hidden
+        self.num_layers = num_layers
+        self.bidirectional = bidirectional
+        self.dropout = float(dropout)
+        self.batch_first = batch_first
+        directions = 2 if bidirectional else 1
+        self._names: list[list[str]] = []
+        for layer in range(num_layers):
+            inputs = input_size if layer == 0 else hidden * directions
+            names = []
+            for direction in range(directions):
+                suffix = f"l{layer}{'_reverse' if direction else ''}"
+                weight = nn.Parameter(torch.empty(self.gates * hidden, inputs))
+                bias = nn.Parameter(torch.empty(self.gates * hidden))
+                self.register_parameter(f"weight_ih_{suffix}", weight)
+                self.register_parameter(f"bias_ih_{suffix}", bias)
+                names.append(suffix)
+            self._names.append(names)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """PyTorch's default for its recurrent layers: uniform in +-1/sqrt(hidden)."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for param in self.parameters():
+            nn.init.uniform_(param, -bound, bound)
+
+    @torch.no_grad()
+    def init_weights(self, forget_bias: float = 1.0, orthogonal: bool = True) -> None:
+        """Zero biases, but the z-gate bias at ``-forget_bias``: a positive ``forget_bias``
+        keeps the update gate mostly shut, so the cell remembers by default early in
+        training. ``orthogonal`` has nothing to act on: minGRU has no recurrent weights (its
+        input weights keep PyTorch's uniform initialisation)."""
+        hidden = self.hidden_size
+        for name, param in self.named_parameters():
+            if name.startswith("bias"):
+                param.zero_()
+                param[:hidden] = -forget_bias
+
+    def extra_repr(self) -> str:
+        text = f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}"
+        if self.bidirectional:
+            text += ", bidirectional=True"
+        if self.dropout:
+            text += f", dropout={self.dropout}"
+        return text + f", batch_first={self.batch_first}"
+
+    def forward(
+        self, input: torch.Tensor | PackedSequence, hx: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor | PackedSequence, torch.Tensor]:
+        """Read ``input`` (a tensor, batch first when ``batch_first``, or a PackedSequence);
+        ``hx`` (num_layers * directions, batch, hidden) is the initial state, zero if None.
+        Returns ``(output, h_n)`` as ``nn.GRU`` does; with packed input ``hx`` and ``h_n``
+        are in the caller's batch order (as ``nn.GRU``'s)."""
+        packed = isinstance(input, PackedSequence)
+        if packed:
+            x, lengths = pad_packed_sequence(input, batch_first=True)
+            real = torch.arange(x.shape[1], device=x.device) < lengths.to(x.device)[:, None]
+        else:
+            x = input if self.batch_first else input.transpose(0, 1)
+            real = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+        batch = x.shape[0]
+        directions = 2 if self.bidirectional else 1
+        if hx is None:
+            hx = x.new_zeros(self.num_layers * directions, batch, self.hidden_size)
+        finals = []
+        layer_input = x
+        for layer, suffixes in enumerate(self._names):
+            if layer > 0 and self.dropout:
+                layer_input = F.dropout(layer_input, self.dropout, self.training)
+            outs = []
+            for direction, suffix in enumerate(suffixes):
+                gates = F.linear(
+                    layer_input,
+                    getattr(self, f"weight_ih_{suffix}"),
+                    getattr(self, f"bias_ih_{suffix}"),
+                )
+                h0 = hx[layer * directions + direction]
+                out, h_n = _mingru_direction(gates, h0, real, reverse=bool(direction))
+                outs.append(out)
+                finals.append(h_n)
+            layer_input = torch.cat(outs, dim=-1)
+        h_n = torch.stack(finals)
+        if packed:
+            return _repack(layer_input, input), h_n
+        return (layer_input if self.batch_first else layer_input.transpose(0, 1)), h_n
+
+
+def _mingru_direction(
+    gates: torch.Tensor, h: torch.Tensor, real: torch.Tensor, reverse: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One minGRU layer in one direction from its gate pre-activations (batch, steps,
+    2 * hidden). The state changes only at real steps and the outputs are zero elsewhere.
+    Returns the per-step outputs (batch, steps, hidden) and the final state (batch, hidden)."""
+    z_logit, candidate = gates.chunk(2, dim=-1)
+    z = torch.sigmoid(z_logit)
+    steps = gates.shape[1]
+    outs: list[torch.Tensor] = [h] * steps
+    for t in reversed(range(steps)) if reverse else range(steps):
+        step_real = real[:, t, None]
+        h = torch.where(step_real, (1 - z[:, t]) * h + z[:, t] * candidate[:, t], h)
+        outs[t] = h * step_real
+    return torch.stack(outs, dim=1), h
+
+
+def _repack(padded: torch.Tensor, like: PackedSequence) -> PackedSequence:
+    """Pack ``padded`` (batch, steps, features), in the caller's batch order, exactly as
+    ``like`` was packed: same batch sizes and the same sorting."""
+    order = like.sorted_indices
+    if order is not None:
+        padded = padded.index_select(0, order.to(padded.device))
+    batch_sizes = like.batch_sizes
+    # Sorted by length, sequence b is longer than step t exactly when b < batch_sizes[t].
+    lengths = (batch_sizes[None, :] > torch.arange(padded.shape[0])[:, None]).sum(1)
+    data = pack_padded_sequence(padded, lengths, batch_first=True, enforce_sorted=True).data
+    return PackedSequence(data, batch_sizes, like.sorted_indices, like.unsorted_indices)
+
+
+CELLS: dict[str, type[Cell]] = {
+    "rnn": RNN,
+    "lstm": LSTM,
+    "gru": GRU,
+    "mingru": MinGRU,
+}
