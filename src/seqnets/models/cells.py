@@ -40,6 +40,7 @@ class Cell(ABC):
     - ``states(x, lengths)``: the top layer's per-step states besides its outputs, a dict
       name -> (batch, steps, hidden * directions) tensor laid out as the outputs (zero past
       each end); ``{}`` when the outputs are the whole state (RNN, GRU, minGRU);
+      ``extra_states`` names its keys, in order (the units an inside analysis lists);
     - ``gates``: how many gate blocks are stacked in each weight matrix.
 
     Parameter names are the cell's own; the ``nn.RNN``/``nn.LSTM``/``nn.GRU`` wrappers keep
@@ -47,6 +48,7 @@ class Cell(ABC):
     """
 
     gates: ClassVar[int] = 1
+    extra_states: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def init_weights(self, forget_bias: float, orthogonal: bool) -> None:
@@ -135,6 +137,7 @@ class LSTM(nn.LSTM, Cell):
     cell states ``c``."""
 
     gates = 4
+    extra_states = ("c",)
 
     def __init__(
         self,
