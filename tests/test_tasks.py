@@ -79,3 +79,40 @@ def test_a_task_written_outside_the_package(tmp_path, capsys, monkeypatch):
     rows = json.loads(predictions.read_text())["rows"]
     assert [r.get("bits") for r in rows] == ["0110", "101", None]
     assert rows[0]["pred"] in (0, 1) and "- 0110 -> " in (predicted / "predictions.md").read_text()
+
+
+def test_nothing_branches_on_a_task_or_cell_name():
+    """Outside a task's own modules, the cell module and the registries, no code compares
+    against a task's or a cell's name, keys a table by one, or matches one. The demo page is
+    left out on purpose: its three tabs are designed for the three original tasks."""
+    import ast
+
+    from seqnets.models.cells import CELLS
+
+    names = set(TASKS) | set(CELLS)
+    src = ROOT / "src" / "seqnets"
+    own = [src / "tasks" / "__init__.py", src / "models" / "cells.py", src / "demo"]
+    own += [src / "tasks" / name for name in TASKS] + [src / "data" / f"{n}.py" for n in TASKS]
+    found = []
+    for path in sorted(src.rglob("*.py")):
+        if any(path == o or o in path.parents for o in own):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Compare):
+                named = [node.left, *node.comparators]
+            elif isinstance(node, ast.Dict):
+                named = [k for k in node.keys if k is not None]
+            elif isinstance(node, ast.MatchValue):
+                named = [node.value]
+            else:
+                continue
+            for value in named:
+                if isinstance(value, ast.Constant) and value.value in names:
+                    found.append(f"{path.relative_to(ROOT)}:{value.lineno}: {value.value!r}")
+                elif isinstance(value, ast.Tuple | ast.List | ast.Set):
+                    found += [
+                        f"{path.relative_to(ROOT)}:{e.lineno}: {e.value!r}"
+                        for e in value.elts
+                        if isinstance(e, ast.Constant) and e.value in names
+                    ]
+    assert not found, "\n".join(found)
