@@ -90,7 +90,8 @@ def describe(run: dict[str, Any]) -> dict[str, Any]:
         **{k.removeprefix("test/"): v for k, v in run["test"].items() if not k.endswith("loss")},
     }
     by_length = {r["length"]: r for r in run.get("by_length", [])}
-    for length in LENGTHS:
+    # A few fixed lengths, and the longest the run measured (how far the rule holds).
+    for length in sorted({*LENGTHS, max(by_length, default=LENGTHS[0])}):
         for key, value in by_length.get(length, {}).items():
             if key not in ("length", "samples"):
                 row[f"{key}@{length}"] = value
