@@ -339,8 +339,10 @@ def accuracy_by_length_lines(
     series: dict[str, Sequence[tuple[int, float]]],
     title: str,
     trained: tuple[int, int] | None = None,
+    metric: str = "accuracy",
 ) -> Figure:
-    """Accuracy against sequence length, one line per run, training lengths shaded."""
+    """Accuracy (or another ``metric``, on its own scale) against sequence length, one line
+    per run, training lengths shaded."""
     fig = Figure(figsize=(8, 4.5), layout="constrained")
     ax = fig.add_subplot()
     for i, (name, curve) in enumerate(series.items()):
@@ -354,7 +356,9 @@ def accuracy_by_length_lines(
         )
     if trained is not None:
         ax.axvspan(trained[0] - 0.5, trained[1] + 0.5, alpha=0.12, color="grey", label="trained")
-    ax.set(xlabel="sequence length", ylabel="accuracy", ylim=(-0.02, 1.02), title=title)
+    ax.set(xlabel="sequence length", ylabel=metric, title=title)
+    if metric.endswith("acc") or metric == "accuracy":
+        ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, ncol=2)
     return fig

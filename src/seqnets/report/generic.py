@@ -64,7 +64,7 @@ def length_metric(rows: Sequence[Row]) -> str | None:
     for row in rows:
         for run in row.completed:
             for entry in run.get("by_length", [])[:1]:
-                keys += [k for k in entry if k != "length" and k not in keys]
+                keys += [k for k in entry if k not in ("length", "samples", *keys)]
     if not keys:
         return None
     return next((k for k in ("acc", "bit_acc") if k in keys), keys[0])
@@ -115,6 +115,7 @@ def varied_sentence(
     unit: str = " points",
     lower_is_better: bool = False,
     extra: Callable[[Row, Row], str] | None = None,
+    digits: int = 2,
 ) -> str:
     """One sentence on rows that differ in one setting: for two, the later row against the
     earlier; for more, their ranking and the best against the worst. Names the setting,
@@ -123,7 +124,14 @@ def varied_sentence(
     if len(group.rows) == 2:
         b, a = group.rows
         verdict = compare(
-            a.name, stats[a.experiment], b.name, stats[b.experiment], scale, unit, lower_is_better
+            a.name,
+            stats[a.experiment],
+            b.name,
+            stats[b.experiment],
+            scale,
+            unit,
+            lower_is_better,
+            digits,
         )
         more = extra(a, b) if extra else ""
         return (
@@ -135,7 +143,7 @@ def varied_sentence(
     if len(scored) < 2:
         return f"{group.what} ({names}; all else alike): not enough completed runs to compare."
     scored.sort(key=lambda r: stats[r.experiment].mean, reverse=not lower_is_better)
-    ranking = " > ".join(f"{r.name} ({stats[r.experiment].text(scale)})" for r in scored)
+    ranking = " > ".join(f"{r.name} ({stats[r.experiment].text(scale, digits)})" for r in scored)
     best, worst = scored[0], scored[-1]
     verdict = compare(
         best.name,
@@ -145,6 +153,7 @@ def varied_sentence(
         scale,
         unit,
         lower_is_better,
+        digits,
     )
     more = extra(best, worst) if extra else ""
     return f"{group.what} ({names}; all else alike), {label}: {ranking}; {verdict}{more}."
@@ -157,6 +166,7 @@ def best_sentence(
     scale: float = 100,
     lower: bool = False,
     unit: str = "",
+    digits: int = 2,
 ) -> str | None:
     """The row with the best mean, against the runner-up."""
     stats = {r.experiment: r.stat(get) for r in rows}
@@ -169,7 +179,7 @@ def best_sentence(
         return None
     top = ranked[0]
     sentence = f"{'Lowest' if lower else 'Highest'} mean {label}: {top.name} "
-    sentence += f"({stats[top.experiment].text(scale)}{unit})"
+    sentence += f"({stats[top.experiment].text(scale, digits)}{unit})"
     if len(ranked) > 1:
         second = ranked[1]
         sentence += "; " + compare(
@@ -178,7 +188,9 @@ def best_sentence(
             second.name,
             stats[second.experiment],
             scale,
+            "" if lower else " points",
             lower_is_better=lower,
+            digits=digits,
         )
     return sentence + "."
 
@@ -189,14 +201,25 @@ def observations(task: Any, rows: list[Row]) -> list[str]:
     if metric is not None:
         name, lower = metric
         get, label = test_metric(name), f"test {name}"
-        scale = 1.0 if lower else 100.0
-        if (first := best_sentence(rows, get, label, scale, lower)) is not None:
+        # Accuracies in percent (points); an error, as it is, to 4 decimals.
+        scale, unit, digits = (1.0, "", 4) if lower else (100.0, " points", 2)
+        if (first := best_sentence(rows, get, label, scale, lower, digits=digits)) is not None:
             out.append(first)
         for group in one_apart(rows):
-            out.append(varied_sentence(group, get, label, scale, lower_is_better=lower))
+            out.append(
+                varied_sentence(
+                    group, get, label, scale, unit, lower_is_better=lower, digits=digits
+                )
+            )
     along = length_metric(rows)
     for row in rows:
-        if along and row.completed and (curve := mean_curve(row.completed, along)):
+        # "holds at 99 %" reads accuracies only.
+        if (
+            along
+            and along.endswith("acc")
+            and row.completed
+            and (curve := mean_curve(row.completed, along))
+        ):
             trained = trained_lengths(task, row.config)
             longest = trained[1] if trained else curve[-1][0]
             out.append(holds(row.name, along, curve, longest))
@@ -217,7 +240,8 @@ def length_figure(
     series = {label(r): mean_curve(r.completed, metric) for r in rows if r.completed}
     series = {k: v for k, v in series.items() if v}
     if series:
-        doc.figure(plots.accuracy_by_length_lines(series, title, trained=trained), name, caption)
+        figure = plots.accuracy_by_length_lines(series, title, trained=trained, metric=metric)
+        doc.figure(figure, name, caption)
 
 
 def curves_figure(

@@ -194,22 +194,24 @@ def compare(
     scale: float = 100,
     unit: str = " points",
     lower_is_better: bool = False,
+    digits: int = 2,
 ) -> str:
-    """A sentence on two numbers over seeds: which is better and by how much, or a tie when
-    the difference is within the spread over seeds."""
+    """A sentence on two numbers over seeds: which is better and by how much (to ``digits``
+    decimals), or a tie when the difference is within the spread over seeds."""
     if a.mean is None or b.mean is None:
         return f"{name_a} vs {name_b}: not enough completed runs to compare"
     verdict = a.beats(b)
     if verdict is None:
         return (
-            f"{name_a} ({a.text(scale)}) and {name_b} ({b.text(scale)}) tie: the difference, "
-            f"{abs(a.mean - b.mean) * scale:.2f}{unit}, is within the spread over seeds"
+            f"{name_a} ({a.text(scale, digits)}) and {name_b} ({b.text(scale, digits)}) tie: the "
+            f"difference, {abs(a.mean - b.mean) * scale:.{digits}f}{unit}, is within the spread "
+            f"over seeds"
         )
     verdict = verdict != lower_is_better
     (win, high), (lose, low) = ((name_a, a), (name_b, b)) if verdict else ((name_b, b), (name_a, a))
     return (
-        f"{win} beats {lose} by {abs(high.mean - low.mean) * scale:.2f}{unit} "
-        f"({high.text(scale)} vs {low.text(scale)})"
+        f"{win} beats {lose} by {abs(high.mean - low.mean) * scale:.{digits}f}{unit} "
+        f"({high.text(scale, digits)} vs {low.text(scale, digits)})"
     )
 
 
