@@ -72,10 +72,10 @@ def _pytorch_init(module: nn.RNNBase, gates: int, orthogonal: bool) -> None:
             param.zero_()
 
 
-class RNN(nn.RNN, Cell):
-    """``nn.RNN`` (tanh) under the cell contract. ``forget_bias`` does not apply (no gate)."""
-
-    gates = 1
+class PyTorchCell(Cell):
+    """What the wrappers of PyTorch's own layers share: the contract's constructor (passed on
+    to ``nn.RNN``/``nn.LSTM``/``nn.GRU``, which come after this class in each wrapper's
+    bases) and their initialisation."""
 
     def __init__(
         self,
@@ -97,72 +97,37 @@ class RNN(nn.RNN, Cell):
 
     @torch.no_grad()
     def init_weights(self, forget_bias: float = 1.0, orthogonal: bool = True) -> None:
-        """Orthogonal recurrent weights keep gradients from vanishing or exploding over the
-        28..100 steps these tasks span; biases start at zero."""
+        """Orthogonal recurrent weights, one block per gate, keep gradients from vanishing or
+        exploding over the 28..100 steps these tasks span; biases start at zero."""
         _pytorch_init(self, self.gates, orthogonal)
 
 
-class GRU(nn.GRU, Cell):
+class RNN(PyTorchCell, nn.RNN):
+    """``nn.RNN`` (tanh) under the cell contract. ``forget_bias`` does not apply (no gate)."""
+
+    gates = 1
+
+
+class GRU(PyTorchCell, nn.GRU):
     """``nn.GRU`` (gates r, z, n) under the cell contract. ``forget_bias`` is not used:
     PyTorch's GRU has no forget gate, and its zero-bias update gate starts half open."""
 
     gates = 3
 
-    def __init__(
-        self,
-        input_size: int,
-        hidden: int,
-        num_layers: int = 1,
-        bidirectional: bool = False,
-        dropout: float = 0.0,
-        batch_first: bool = True,
-    ) -> None:
-        super().__init__(
-            input_size,
-            hidden,
-            num_layers=num_layers,
-            bidirectional=bidirectional,
-            dropout=dropout,
-            batch_first=batch_first,
-        )
 
-    @torch.no_grad()
-    def init_weights(self, forget_bias: float = 1.0, orthogonal: bool = True) -> None:
-        """Orthogonal blocks per gate for the recurrent weights; zero biases."""
-        _pytorch_init(self, self.gates, orthogonal)
-
-
-class LSTM(nn.LSTM, Cell):
+class LSTM(PyTorchCell, nn.LSTM):
     """``nn.LSTM`` (gates i, f, g, o) under the cell contract; ``states`` adds the per-step
     cell states ``c``."""
 
     gates = 4
     extra_states = ("c",)
 
-    def __init__(
-        self,
-        input_size: int,
-        hidden: int,
-        num_layers: int = 1,
-        bidirectional: bool = False,
-        dropout: float = 0.0,
-        batch_first: bool = True,
-    ) -> None:
-        super().__init__(
-            input_size,
-            hidden,
-            num_layers=num_layers,
-            bidirectional=bidirectional,
-            dropout=dropout,
-            batch_first=batch_first,
-        )
-
     @torch.no_grad()
     def init_weights(self, forget_bias: float = 1.0, orthogonal: bool = True) -> None:
         """Orthogonal blocks per gate for the recurrent weights, zero biases but a forget-gate
         bias of ``forget_bias`` in ``bias_ih``: a positive one makes the cell remember by
         default early in training (Jozefowicz et al., 2015)."""
-        _pytorch_init(self, self.gates, orthogonal)
+        super().init_weights(forget_bias, orthogonal)
         hidden = self.hidden_size
         for name, param in self.named_parameters():
             if name.startswith("bias_ih"):
