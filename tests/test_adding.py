@@ -77,4 +77,5 @@ def test_adding_with_mingru_trains_predicts_and_looks_inside(tmp_path, capsys):
     assert code == 2 and "mark exactly two values" in err
     (predictions,) = (tmp_path / "outputs" / "predict").rglob("predictions.json")
     first = json.loads(predictions.read_text())["rows"][0]
-    assert first["true"] == pytest.approx(1.4, abs=1e-6) and "outside the training lengths" in first["text"]
+    assert first["true"] == pytest.approx(1.4, abs=1e-6)
+    assert "outside the training lengths" in first["text"]

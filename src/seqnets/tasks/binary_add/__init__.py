@@ -181,9 +181,8 @@ def carry_states(
     likewise (``c`` for an LSTM; see ``Cell.states``), ``units``, all of them side by side
     in the order of :func:`unit_labels`, ``carry`` (batch, steps), the true carry out of
     each position (what the state after reading that position must hold), ``pred``, the
-    network's sum bits,
-    ``prob``, each bit's probability of being 1, and ``real`` (batch, steps), True at the
-    positions inside each sum.
+    network's sum bits, ``prob``, each bit's probability of being 1, and ``real`` (batch,
+    steps), True at the positions inside each sum.
     """
     steps = x.shape[1]
     real = torch.ones(x.shape[:2], dtype=torch.bool)
