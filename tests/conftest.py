@@ -8,10 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
+
+import seqnets
+from seqnets import CONFIG_MODULE
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -40,13 +43,41 @@ def tiny(*args: str) -> list[str]:
     return [t for t in TINY if t.split("=", 1)[0] not in keys] + list(args)
 
 
+def yaml_files(folder: Path) -> dict[str, bytes]:
+    """Every config file below ``folder``, by its path relative to it."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*.yaml"))}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse to run against other configs than this checkout's: the commands read
+    ``seqnets.conf`` (the installed package's configs), the tests read and compose
+    ``conf/`` here, and an editable install of another checkout (or none) would make the two
+    differ without a word."""
+    install = "install this checkout: `make venv`, or `pip install --no-deps -e .`"
+    try:
+        packaged = Path(str(seqnets.configs()))
+    except ModuleNotFoundError:
+        raise pytest.UsageError(f"{CONFIG_MODULE} cannot be imported: {install}") from None
+    if packaged.resolve() != CONF.resolve() and yaml_files(packaged) != yaml_files(CONF):
+        raise pytest.UsageError(
+            f"the commands read their configs from {packaged} ({CONFIG_MODULE}), which differ "
+            f"from this checkout's {CONF}: {install}"
+        )
+
+
+def pytest_report_header() -> str:
+    """Which seqnets, and which configs, the tests run: a checkout's or an installed one."""
+    return f"seqnets: {Path(seqnets.__file__).parent}; configs: {seqnets.configs()}"
+
+
 @pytest.fixture
 def compose_cfg(tmp_path):
-    """Compose the real config (absolute config dir, as the CLI would) with a run dir in tmp."""
+    """Compose the real config (the installed config package, as the CLI does) with a run dir
+    in tmp."""
 
     def _compose(*overrides: str) -> DictConfig:
         GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
             cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
         HydraConfig.instance().set_config(cfg)
         with open_dict(cfg):

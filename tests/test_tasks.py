@@ -7,12 +7,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 
+from seqnets import CONFIG_MODULE
 from seqnets.errors import ConfigError
 from seqnets.tasks import TASKS, task_class, task_of
 from seqnets.tasks.base import Task
-from tests.conftest import CONF, ROOT, cli_in_process, load_metrics, run_dirs, tiny
+from tests.conftest import ROOT, cli_in_process, load_metrics, run_dirs, tiny
 
 OUTSIDE = f"hydra.searchpath=[file://{ROOT / 'tests' / 'conf'}]"
 
@@ -21,7 +22,7 @@ OUTSIDE = f"hydra.searchpath=[file://{ROOT / 'tests' / 'conf'}]"
 def test_every_registered_task_has_a_config_and_a_complete_class(name):
     cls = task_class(name)
     assert issubclass(cls, Task) and cls.name == name and cls.title != Task.title
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         cfg = compose("train", overrides=[f"task={name}"])
     assert cfg.task.name == name
     task = task_of(cfg.task)

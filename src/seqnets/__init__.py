@@ -1,10 +1,24 @@
-"""seqnets: recurrent networks on three sequence tasks, configured by Hydra, run by Lightning."""
+"""seqnets: recurrent networks on sequence tasks, configured by Hydra, run by Lightning."""
 
-from pathlib import Path
+from __future__ import annotations
+
+from importlib.resources import files
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 __version__ = "0.1.0"
 
-# The config tree at the top of the repository (the package is installed editable). An
-# absolute path, so the entry points find it however they are started (``python -m``, or
-# imported by tests and the report).
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+# The config tree: ``conf/`` at the top of the repository, installed inside the package as
+# ``seqnets.conf`` (setup.py), so that the entry points find it the same way from a checkout
+# (editable install), from a wheel and from any working directory: Hydra's ``pkg://`` search
+# path. A user's own config folder is added with ``hydra.searchpath=[file://<folder>]``.
+CONFIG_MODULE = "seqnets.conf"
+CONFIG_PATH = f"pkg://{CONFIG_MODULE}"
+
+
+def configs() -> Traversable:
+    """The installed config tree, for code that lists configs rather than composing them (the
+    config groups, a report section's experiments)."""
+    return files(CONFIG_MODULE)

@@ -39,18 +39,17 @@ from typing import Any
 
 import lightning as L
 import torch
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
-from seqnets import CONF_DIR
+from seqnets import CONFIG_MODULE
 from seqnets.data.base import prepare_batch
 from seqnets.runtime import environment, resolve_threads, skip_failing_nvml_check
 from seqnets.tasks import TASKS, task_class
 
-CONF = Path(CONF_DIR)
 # Each registered task's run (``Task.bench``).
 WORKLOADS: dict[str, list[str]] = {
     name: [f"task={name}", *task_class(name).bench] for name in TASKS if task_class(name).bench
@@ -64,7 +63,7 @@ WARMUP = 20
 def compose_run(overrides: list[str], output_dir: str) -> DictConfig:
     """The config ``python -m seqnets.train <overrides>`` would run, writing to ``output_dir``."""
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         cfg = compose("train", overrides=overrides, return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):

@@ -11,14 +11,13 @@ import inspect
 import logging
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from seqnets import CONF_DIR
+from seqnets import configs
 from seqnets.cost import check_budget, run_minutes
 from seqnets.errors import (
     ConfigError,
@@ -31,7 +30,9 @@ from seqnets.fastpath import LOOPS
 from seqnets.models.backbone import CELLS, parameter_count
 
 # The config groups (conf/<group>/): choosing another option of one picks other parts.
-CONFIG_GROUPS = frozenset(p.name for p in Path(CONF_DIR).iterdir() if p.is_dir())
+CONFIG_GROUPS = frozenset(
+    p.name for p in configs().iterdir() if p.is_dir() and p.name != "__pycache__"
+)
 log = logging.getLogger(__name__)
 
 SEED_LIMIT = 2**32  # numpy's and Lightning's seeds are 32-bit

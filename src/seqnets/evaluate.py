@@ -20,7 +20,7 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from seqnets import CONF_DIR, records
+from seqnets import CONFIG_PATH, records
 from seqnets.callbacks import TestAnalysis
 from seqnets.checkpoints import load_checkpoint, rebuild
 from seqnets.cost import check_budget, step_seconds
@@ -103,7 +103,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="evaluate")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="evaluate")
 @records.exits_on_write_fault
 def main(cfg: DictConfig) -> None:
     out = Path(cfg.paths.output_dir)

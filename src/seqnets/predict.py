@@ -20,7 +20,7 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from seqnets import CONF_DIR, records
+from seqnets import CONFIG_PATH, records
 from seqnets.checkpoints import load_checkpoint, rebuild
 from seqnets.errors import EXIT_USAGE, ConfigError
 from seqnets.runtime import resolve_threads
@@ -46,7 +46,7 @@ def predict(cfg: DictConfig) -> tuple[dict[str, Any], Any, Task]:
     return {"checkpoint": str(file), "task": task.name, **result}, figure, task
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="predict")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="predict")
 @records.exits_on_write_fault
 def main(cfg: DictConfig) -> None:
     out = Path(cfg.paths.output_dir)

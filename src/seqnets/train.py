@@ -30,7 +30,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, Timer
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig
 
-from seqnets import CONF_DIR, cost, fastpath, records, runs, signals, sweeps
+from seqnets import CONFIG_PATH, cost, fastpath, records, runs, signals, sweeps
 from seqnets.callbacks import History, InterruptCheckpoint, TestAnalysis, first_of_type
 from seqnets.checkpoints import run_config
 from seqnets.checks import check_config, warn_long_training
@@ -277,7 +277,7 @@ def run(cfg: DictConfig, continuing: bool = False) -> float | None:
     return objective_value(metrics)
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 @records.exits_on_write_fault
 def main(cfg: DictConfig) -> float | None:
     return runs.job(cfg, run)  # with sweep.resume: reused, resumed or trained, under a claim

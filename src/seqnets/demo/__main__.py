@@ -18,7 +18,7 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from seqnets import CONF_DIR
+from seqnets import CONFIG_PATH
 from seqnets.demo.runs import TASKS, Run, best_per_task, find_runs, from_checkpoint
 from seqnets.errors import EXIT_USAGE, ConfigError, check_choice, check_int
 from seqnets.runtime import resolve_threads
@@ -146,7 +146,7 @@ def quiet_when_idle(page: Any) -> None:
         )
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="demo")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="demo")
 def main(cfg: DictConfig) -> None:
     try:
         check(cfg)

@@ -14,7 +14,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from seqnets import CONF_DIR, records, runs
+from seqnets import CONFIG_PATH, __version__, records, runs
 from seqnets.report import plan as planning
 from seqnets.report.render import render_all
 from seqnets.runtime import environment
@@ -24,25 +24,25 @@ log = logging.getLogger(__name__)
 
 
 def git_commit() -> str:
-    """The code's commit, marked when the working tree has changes."""
-    root = Path(CONF_DIR).parent
+    """The code's commit, marked when the working tree has changes, when this package runs
+    from a git checkout of seqnets (an editable install); an installed package has no commit
+    (its folder may even sit inside another project's repository), so its version is named."""
+    package = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", *args], cwd=package, capture_output=True, text=True, check=True
+        )
+        return done.stdout.strip()
+
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        return commit + (" (with uncommitted changes)" if dirty else "")
+        if Path(git("rev-parse", "--show-toplevel")).resolve() / "src" / "seqnets" == package:
+            dirty = git("status", "--porcelain", "--untracked-files=no")
+            commit = git("rev-parse", "--short=12", "HEAD")
+            return commit + (" (with uncommitted changes)" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
-        return "unknown (not a git checkout)"
+        pass
+    return f"unknown (seqnets {__version__}, not run from a git checkout)"
 
 
 def commands(cfg: DictConfig) -> dict[str, str]:
@@ -140,7 +140,7 @@ def build(cfg: DictConfig) -> Path:
     return out
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="report")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="report")
 @records.exits_on_write_fault
 def main(cfg: DictConfig) -> None:
     from seqnets.errors import EXIT_USAGE, ConfigError

@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from hydra import compose
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from seqnets import CONF_DIR, records, runs
+from seqnets import configs, records, runs
 from seqnets.models.backbone import parameter_count
 from seqnets.tasks import task_of
 
@@ -83,12 +84,16 @@ def cost(config: dict[str, Any]) -> float:
 
 def experiments_of(cfg: DictConfig, section: str) -> list[str]:
     """The section's experiments: report.yaml's ``experiments.<section>``, else every
-    ``conf/experiment/<section>/*.yaml`` (sorted), so a new task needs no edit there."""
+    ``conf/experiment/<section>/*.yaml`` (sorted), so a new task needs no edit there. (An
+    experiment in a user's own config folder is named in ``experiments.<section>``.)"""
     listed = (cfg.get("experiments") or {}).get(section)
     if listed is not None:
         return list(listed)
-    folder = Path(CONF_DIR) / "experiment" / section
-    return [f"{section}/{p.stem}" for p in sorted(folder.glob("*.yaml"))]
+    folder = configs() / "experiment" / section
+    if not folder.is_dir():
+        return []
+    names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".yaml"))
+    return [f"{section}/{name.removesuffix('.yaml')}" for name in names]
 
 
 def make_plan(cfg: DictConfig) -> list[Planned]:
@@ -171,6 +176,7 @@ def train_missing(cfg: DictConfig, plan: list[Planned], log_path: Path, say: Any
             f"seed={','.join(map(str, seeds))}",
             *budget(cfg),
             *launcher(cfg),
+            *searchpath(),
             f"hydra.sweep.dir={sweep_dir}",
             "callbacks.progress_bar.refresh_rate=0",
             "trainer.enable_model_summary=false",
@@ -230,6 +236,15 @@ class Progress:
             f"training: {', '.join(running) or '-'}; {elapsed / 60:.1f} min so far, "
             f"about {left / 60:.0f} min left"
         )
+
+
+def searchpath() -> list[str]:
+    """The report's own ``hydra.searchpath`` (a user's config folder), passed on to the runs
+    it trains: an experiment planned from the user's folder must be found there too."""
+    if not HydraConfig.initialized():
+        return []
+    paths = list(HydraConfig.get().searchpath)
+    return [f"hydra.searchpath=[{','.join(paths)}]"] if paths else []
 
 
 def launcher(cfg: DictConfig) -> list[str]:
