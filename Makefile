@@ -12,8 +12,8 @@ export SEQNETS_DATA_DIR
 export MPLBACKEND ?= Agg
 ARGS ?=
 
-.PHONY: venv install train test test-full lint format tensorboard bench mnist remember \
-	binary-add report report-quick demo demo-bench clean
+.PHONY: venv install train test test-full wheel wheel-smoke lint format tensorboard bench \
+	mnist remember binary-add report report-quick demo demo-bench clean
 
 venv: $(VENV)/.installed
 
@@ -38,6 +38,28 @@ test: venv
 
 test-full: venv
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope $(ARGS)
+
+## the wheel (dist/), configs inside it (seqnets.conf); built from the checkout as it is
+wheel: venv
+	rm -rf build dist
+	$(PY) -m pip wheel --quiet --no-deps --no-build-isolation -w dist .
+
+## the wheel installed into a fresh virtual environment that reuses .venv's libraries (nothing
+## is downloaded), then a tiny run from a folder outside the checkout (tests/test_install.py
+## does more: a sweep, evaluate, predict, a user's own configs)
+wheel-smoke: wheel
+	set -e; smoke=$$(mktemp -d); \
+	$(PY) -m venv --without-pip $$smoke/venv; \
+	site=$$($$smoke/venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))'); \
+	$(PY) -m pip install --quiet --no-deps --no-index --target $$site dist/seqnets-*.whl; \
+	$(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))' > $$site/dependencies.pth; \
+	mkdir $$smoke/work; cd $$smoke/work; \
+	env -u PYTHONPATH $$smoke/venv/bin/python -c \
+	  "import seqnets; assert seqnets.__file__.startswith('$$site'), seqnets.__file__"; \
+	env -u PYTHONPATH $$smoke/venv/bin/python -m seqnets.train debug=fast task=remember \
+	  trainer=cpu hydra.run.dir=$$smoke/work/run; \
+	test -f $$smoke/work/run/metrics.json; \
+	rm -rf $$smoke; echo "wheel-smoke: the installed wheel trained a run"
 
 lint: venv
 	$(VENV)/bin/ruff check src tests
@@ -83,4 +105,4 @@ demo-bench: venv
 	$(PY) -m seqnets.demo.timing $(ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info build dist
