@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -90,25 +92,153 @@ def compose_cfg(tmp_path):
     GlobalHydra.instance().clear()
 
 
+def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a command the tests start: this one, the data directory, no
+    display."""
+    return {**os.environ, "SEQNETS_DATA_DIR": str(DATA_DIR), "MPLBACKEND": "Agg", **(extra or {})}
+
+
+def user_code_env() -> dict[str, str]:
+    """What lets a command import the tests' own modules (``tests.gate``, ``tests.outside_task``)
+    as a user's own code, and rebuild checkpoints that name them."""
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return {"PYTHONPATH": path, "SEQNETS_TRUSTED_TARGETS": "tests."}
+
+
 def run_cli(
-    *args: str, cwd: Path, check: bool = True, module: str = "seqnets.train"
+    *args: str,
+    cwd: Path,
+    check: bool = True,
+    module: str = "seqnets.train",
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
     """Run ``python -m seqnets.train`` (or another of the commands) as a user would, from
-    ``cwd``, in a process of its own."""
-    env = {**os.environ, "SEQNETS_DATA_DIR": str(DATA_DIR), "MPLBACKEND": "Agg"}
+    ``cwd``, in a process of its own (``env``: variables to add to its environment)."""
     proc = subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=cwd,
-        env=env,
+        env=cli_env(env),
         capture_output=True,
         text=True,
-        timeout=600,
     )
     if check and proc.returncode != 0:
         raise AssertionError(
             f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
         )
     return proc
+
+
+# Backstops, not verdicts: what a test waits for comes in seconds; these only turn a command
+# that hangs into a failure that says what it printed (pytest-timeout ends the test anyway).
+WAIT_S = 300.0
+STOP_S = 120.0
+
+
+class Running:
+    """A command running in a process of its own (its own process group), its output (stdout
+    and stderr together) read as it comes, so that a test acts when the command has got to a
+    point it prints, never after a delay; and fails at once, saying what the command printed,
+    when the command ends without getting there. Use it as a context manager: a command still
+    running when the test ends is killed."""
+
+    def __init__(
+        self,
+        *args: str,
+        cwd: Path,
+        module: str = "seqnets.train",
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", module, *args],
+            cwd=cwd,
+            env=cli_env(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._ended = False
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._changed:
+                self.lines.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self._ended = True
+            self._changed.notify_all()
+
+    @property
+    def output(self) -> str:
+        """Everything the command printed so far."""
+        with self._changed:
+            return "".join(self.lines)
+
+    def tail(self, chars: int = 4000) -> str:
+        return self.output[-chars:]
+
+    def wait_for(self, text: str, timeout: float = WAIT_S) -> str:
+        """The first line that holds ``text``, once printed. Fails at once if the command
+        ends without printing it."""
+        seen = 0
+
+        def arrived() -> bool:
+            nonlocal seen
+            while seen < len(self.lines):
+                if text in self.lines[seen]:
+                    return True
+                seen += 1
+            return self._ended
+
+        with self._changed:
+            self._changed.wait_for(arrived, timeout)
+            if seen < len(self.lines):
+                return self.lines[seen]
+            ended = self._ended
+        if ended:
+            raise AssertionError(
+                f"the command ended (exit {self.proc.wait()}) without printing {text!r}:\n"
+                + self.tail()
+            )
+        self.kill()
+        raise AssertionError(f"no {text!r} within {timeout:.0f} s (killed):\n" + self.tail())
+
+    def signal(self, signum: int) -> None:
+        """Send ``signum`` to the command (not to its process group: a user's Ctrl-C reaches
+        the group, but the tests ask exactly what one signal to the main process does)."""
+        assert self.proc.poll() is None, "the command ended before the signal:\n" + self.tail()
+        self.proc.send_signal(signum)
+
+    def finish(self, timeout: float = STOP_S) -> int:
+        """The command's exit code once it ends; a command still running after ``timeout``
+        is killed and the test fails."""
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(
+                f"the command still ran {timeout:.0f} s later (killed):\n" + self.tail()
+            ) from None
+        self._reader.join()
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL to the command's whole process group (a sweep's jobs too)."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        self._reader.join()
+
+    def __enter__(self) -> Running:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
 
 
 def cli_in_process(

@@ -42,7 +42,9 @@ ADDER = [
 ]
 IN_CI = os.environ.get("CI") == "true"
 MNIST_RUN = HAS_MNIST or REQUIRE_DATA
-TIMEOUT_MS = 30_000
+# How long the page may take to show what a test waits for (an answer usually comes within a
+# second): a backstop for a page that never answers, generous so that a loaded machine passes.
+TIMEOUT_MS = 120_000
 
 
 class _Uncaptured:

@@ -24,7 +24,7 @@ from seqnets.report.plan import Planned, experiments_of
 from seqnets.report.render import render_all
 from seqnets.tasks.base import Task
 from seqnets.tasks.mnist import report as mnist_report
-from tests.conftest import CONF, DATA_DIR, needs_mnist
+from tests.conftest import CONF, DATA_DIR, WAIT_S, needs_mnist
 
 # A quick build over a subset of each section's runs (every section and table is still made).
 SUBSET = [
@@ -144,10 +144,10 @@ def test_results_json_numbers_are_the_runs_numbers(built):
 @needs_mnist
 def test_rebuild_reuses_runs_then_shows_failed_ones(built):
     cwd = built["cwd"]
-    start = time.monotonic()
+    trained = sorted((cwd / "outputs" / "multirun").rglob("metrics.json"))
     proc = report(cwd)
     assert "every run is already there: nothing to train" in proc.stdout
-    assert time.monotonic() - start < 60
+    assert sorted((cwd / "outputs" / "multirun").rglob("metrics.json")) == trained
     # a run killed before it wrote its record, and a run that diverged
     results = json.loads((built["out"] / "results.json").read_text())["runs"]
     dirs = {r["experiment"]: Path(cwd) / r["dir"] for r in results}
@@ -177,33 +177,60 @@ def get_json(url: str):
         return json.loads(answer.read())
 
 
+def served(base: str) -> dict:
+    """What a TensorBoard server at ``base`` shows so far: its runs, scalar and image tags
+    (empty while it is starting)."""
+    try:
+        return {
+            "runs": get_json(f"{base}/data/runs"),
+            "scalars": get_json(f"{base}/data/plugin/scalars/tags"),
+            "images": get_json(f"{base}/data/plugin/images/tags"),
+        }
+    except OSError:  # not listening yet
+        return {"runs": [], "scalars": {}, "images": {}}
+
+
+def shows_the_runs(seen: dict) -> bool:
+    """Both tasks' runs listed, and an MNIST run's scalars and confusion matrix loaded."""
+    runs, scalars, images = seen["runs"], seen["scalars"], seen["images"]
+    mnist = [r for r in scalars if "mnist" in r and r.endswith("tensorboard")]
+    return (
+        any("mnist" in r for r in runs)
+        and any("binary_add" in r for r in runs)
+        and any(
+            {"val/acc", "train/loss", "test/acc"} <= set(scalars[r])
+            and "test/confusion_matrix" in images.get(r, {})
+            for r in mnist
+        )
+    )
+
+
 @needs_mnist
-def test_tensorboard_server_lists_runs_scalars_and_images(built):
+def test_tensorboard_server_lists_runs_scalars_and_images(built, tmp_path):
+    # The server loads the runs in the background: the test waits until it shows them all, and
+    # fails at once if the server exits (WAIT_S only turns a server that never loads them into a
+    # failure that says what it showed).
     port = free_port()
     logdir = Path(built["cwd"]) / "outputs" / "multirun"
     tensorboard = shutil.which("tensorboard", path=str(Path(sys.executable).parent))
-    server = subprocess.Popen(
-        [tensorboard, "--logdir", str(logdir), "--port", str(port), "--host", "127.0.0.1"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    said = tmp_path / "tensorboard.log"
+    with open(said, "w") as log:
+        server = subprocess.Popen(
+            [tensorboard, "--logdir", str(logdir), "--port", str(port), "--host", "127.0.0.1"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
-        base = f"http://127.0.0.1:{port}"
-        deadline, runs = time.monotonic() + 90, []
-        while time.monotonic() < deadline and not runs:
-            try:
-                runs = get_json(f"{base}/data/runs")
-            except OSError:
-                time.sleep(1)
-        assert any("mnist" in r for r in runs) and any("binary_add" in r for r in runs)
-        scalars = get_json(f"{base}/data/plugin/scalars/tags")
-        images = get_json(f"{base}/data/plugin/images/tags")
-        mnist = next(r for r in scalars if "mnist" in r and r.endswith("tensorboard"))
-        assert {"val/acc", "train/loss", "test/acc"} <= set(scalars[mnist])
-        assert "test/confusion_matrix" in images[mnist]
+        base, start = f"http://127.0.0.1:{port}", time.monotonic()
+        seen: dict = {"runs": [], "scalars": {}, "images": {}}
+        while not shows_the_runs(seen):
+            assert server.poll() is None, f"tensorboard exited:\n{said.read_text()[-3000:]}"
+            assert time.monotonic() - start < WAIT_S, f"after {WAIT_S:.0f} s it shows {seen}"
+            time.sleep(0.5)
+            seen = served(base)
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        server.wait()
 
 
 def fake_row(

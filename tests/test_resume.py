@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -18,7 +17,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from seqnets import records, runs
-from tests.conftest import DATA_DIR, load_metrics, run_cli
+from tests import gate
+from tests.conftest import DATA_DIR, Running, load_metrics, run_cli, user_code_env
 
 # Three short epochs of the remember task: a checkpoint at each epoch end to resume from.
 RUN = [
@@ -36,6 +36,9 @@ RUN = [
     "callbacks.analysis.inside=false",
 ]
 SWEEP = ["-m", *RUN, "seed=0,1,2,3", "sweep.resume=true"]
+# The first sweep is killed where the gate holds its third job (seed 2): at the start of its
+# second epoch, its first epoch's checkpoint written whole.
+KILL_SEED, KILL_AT = 2, 40
 ENV = {**os.environ, "SEQNETS_DATA_DIR": str(DATA_DIR), "MPLBACKEND": "Agg"}
 
 
@@ -57,33 +60,20 @@ def sweep_dirs(cwd: Path) -> list[Path]:
 
 
 def test_killed_sweep_rerun_reuses_resumes_and_trains(tmp_path):
-    first = subprocess.Popen(
-        [sys.executable, "-m", "seqnets.train", *SWEEP],
-        cwd=tmp_path,
-        env=ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # its own process group, killed whole
-    )
-    deadline = time.monotonic() + 300
-    killed = None
-    while first.poll() is None and time.monotonic() < deadline:
-        third = [d for d in tmp_path.glob("outputs/multirun/*/*/2_*") if d.is_dir()]
-        if third and (third[0] / "checkpoints" / "last.ckpt").exists():
-            killed = third[0]
-            time.sleep(0.05)  # most likely written whole; a torn one is skipped anyway
-            os.killpg(first.pid, signal.SIGKILL)
-            break
-        time.sleep(0.01)
-    first.wait(timeout=60)
-    assert killed is not None, "the sweep ended before its third job wrote a checkpoint"
+    sweep = [*SWEEP, *gate.overrides(KILL_AT, tag="${seed}")]
+    env = user_code_env()
+    with Running(*sweep, cwd=tmp_path, env=env | gate.armed(KILL_SEED)) as first:
+        first.wait_for(gate.HOLDING)
+        first.kill()  # SIGKILL to the sweep's process group, as a crash or the OOM killer
+    (killed,) = (d for d in tmp_path.glob(f"outputs/multirun/*/*/{KILL_SEED}_*") if d.is_dir())
+    assert (killed / "checkpoints" / "last.ckpt").exists()
     assert not (killed / "metrics.json").exists()  # killed mid-run: no record, a checkpoint
     (old,) = sweep_dirs(tmp_path)
     done = sorted(old.glob("[01]_*"))
     assert [load_metrics(d)["status"] for d in done] == ["completed", "completed"]
     before = snapshot(old)
 
-    proc = run_cli(*SWEEP, cwd=tmp_path)  # the same command again
+    proc = run_cli(*sweep, cwd=tmp_path, env=env)  # the same command again
     assert "4 of 4 jobs completed; 2 reused, 1 resumed, 1 trained" in proc.stderr
     new = next(d for d in sweep_dirs(tmp_path) if d != old)
     assert snapshot(old) == before  # nothing of the first sweep touched
@@ -145,7 +135,10 @@ def claim(tmp_path: Path, **settings: float) -> runs.Claim:
 
 
 def test_claims_live_dead_and_other_hosts(tmp_path):
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    # alive until the test kills it, however long the test takes
+    sleeper = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
+    )
     try:
         mine = claim(tmp_path)
         assert mine.take() is None
