@@ -30,8 +30,9 @@ install: venv
 train: venv
 	$(PY) -m seqnets.train $(ARGS)
 
-## fast tests (slow ones skipped), two workers side by side, each taking whole files (so
-## module fixtures are built once); test-full runs everything
+## the fast tier (under 3 minutes on 2 cores): unit and in-process tests and a few real
+## runs, the ones marked slow skipped; two workers side by side, each taking whole files (so
+## module fixtures are built once). test-full runs everything (CI does).
 TEST_WORKERS ?= 2
 test: venv
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope -m "not slow" $(ARGS)

@@ -273,6 +273,7 @@ def _answer(tab, elem: str, fragment: str) -> str:
     return tab.locator(f"#{elem}").inner_text()
 
 
+@pytest.mark.slow  # a browser
 @pytest.mark.skipif(not MNIST_RUN, reason=f"MNIST not in {DATA_DIR}")
 def test_page_draw(page):
     page.click("#mnist-sketch button[aria-label=Brush]")
@@ -290,6 +291,7 @@ def test_page_draw(page):
     page.screenshot(path=page.shots / "mnist.png", full_page=True)
 
 
+@pytest.mark.slow  # a browser
 @pytest.mark.skipif(not MNIST_RUN, reason=f"MNIST not in {DATA_DIR}")
 def test_page_upload_digit_then_blank(page, models, digit_png, blank_png):
     expected = answers.read_digit(loaded(models, "mnist"), None, str(digit_png))["answer"]
@@ -307,6 +309,7 @@ def _tab(page, name: str) -> None:
     page.get_by_role("tab", name=name).click()
 
 
+@pytest.mark.slow  # a browser
 def test_page_add(page):
     _tab(page, "Add two numbers")
     page.fill("#add-input textarea", "263604+493034")
@@ -318,6 +321,7 @@ def test_page_add(page):
     page.screenshot(path=page.shots / "add.png", full_page=True)
 
 
+@pytest.mark.slow  # a browser
 def test_page_remember(page, models):
     expected = answers.remember(loaded(models, "remember"), "6,8,0,2,8,7,3", 1000)["pred"]
     _tab(page, "Remember the digit at index K")

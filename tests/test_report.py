@@ -64,6 +64,7 @@ def built(tmp_path_factory) -> dict:
     }
 
 
+@pytest.mark.slow  # a real report build (the "built" fixture)
 @needs_mnist
 def test_every_section_table_and_figure(built):
     out = built["out"]
@@ -126,6 +127,7 @@ def stats(node):
             yield from stats(child)
 
 
+@pytest.mark.slow  # a real report build (the "built" fixture)
 @needs_mnist
 def test_results_json_numbers_are_the_runs_numbers(built):
     results = json.loads((built["out"] / "results.json").read_text())
@@ -141,6 +143,7 @@ def test_results_json_numbers_are_the_runs_numbers(built):
     assert checked > 40
 
 
+@pytest.mark.slow  # a real report build (the "built" fixture)
 @needs_mnist
 def test_rebuild_reuses_runs_then_shows_failed_ones(built):
     cwd = built["cwd"]
@@ -205,6 +208,7 @@ def shows_the_runs(seen: dict) -> bool:
     )
 
 
+@pytest.mark.slow  # a real report build (the "built" fixture)
 @needs_mnist
 def test_tensorboard_server_lists_runs_scalars_and_images(built, tmp_path):
     # The server loads the runs in the background: the test waits until it shows them all, and

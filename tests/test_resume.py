@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from omegaconf import OmegaConf
 
 from seqnets import records, runs
@@ -59,6 +60,7 @@ def sweep_dirs(cwd: Path) -> list[Path]:
     return sorted(p for p in (cwd / "outputs" / "multirun").glob("*/*") if p.is_dir())
 
 
+@pytest.mark.slow
 def test_killed_sweep_rerun_reuses_resumes_and_trains(tmp_path):
     sweep = [*SWEEP, *gate.overrides(KILL_AT, tag="${seed}")]
     env = user_code_env()
@@ -94,6 +96,7 @@ def test_killed_sweep_rerun_reuses_resumes_and_trains(tmp_path):
         assert resumed[key] == whole[key], key
 
 
+@pytest.mark.slow
 def test_two_reports_at_once_train_each_run_once(tmp_path):
     command = [
         sys.executable,

@@ -11,6 +11,9 @@ import torch
 
 from tests.conftest import DATA_DIR, load_metrics, needs_mnist, run_cli, run_dirs, tiny
 
+# Every test here starts several processes or times real runs: the slow tier.
+pytestmark = pytest.mark.slow
+
 SMALL = ("task=remember", "model.hidden=4", "task.eval_samples=40", "task.max_eval_len=12")
 
 
@@ -114,7 +117,6 @@ def test_bench_of_a_task_that_makes_its_data(tmp_path):
     assert all(v > 0 for rate in rates.values() for v in rate.values())
 
 
-@pytest.mark.slow
 @needs_mnist
 def test_bench_peak_memory_of_every_path_and_a_cli_run(tmp_path):
     memory = bench(tmp_path, "--memory-steps", "2")["peak_memory_mib"]["mnist"]
