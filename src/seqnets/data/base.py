@@ -72,7 +72,9 @@ class TensorDataModule(L.LightningDataModule):
         sampler = getattr(trainer.train_dataloader, "sampler", None) if trainer else None
         if sampler is None:
             return {}
-        return {"epoch": sampler.epoch, "items": sampler.consumed}
+        # Trained, not handed out: Lightning fetches a batch ahead of the one it trains on.
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        return {"epoch": sampler.epoch, "items": min(sampler.consumed, done * sampler.step)}
 
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
         self._resume = state_dict or None
