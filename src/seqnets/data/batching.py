@@ -98,6 +98,7 @@ class EpochSampler(Sampler):
         self._resume: tuple[int, int] | None = None
         self.consumed = 0
         self.limit: int | None = None
+        self._pinned = False
 
     @property
     def step(self) -> int:
@@ -105,7 +106,12 @@ class EpochSampler(Sampler):
         return self.batch_size or 1
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch, self.consumed = epoch, 0
+        self.epoch, self.consumed = (0 if self._pinned else epoch), 0
+
+    def pin_epoch(self) -> None:
+        """Every epoch the first one's items, in the same order (Lightning's
+        ``overfit_batches``)."""
+        self._pinned, self.epoch = True, 0
 
     def resume_at(self, epoch: int, items: int) -> None:
         self._resume = (epoch, items)
