@@ -11,12 +11,9 @@ else is in pyproject.toml.
 from setuptools import find_namespace_packages, find_packages, setup
 
 CONF = "seqnets.conf"
+GROUPS = find_namespace_packages("conf", exclude=["*__pycache__*"])
 
 setup(
-    packages=[
-        *find_packages("src"),
-        CONF,
-        *(f"{CONF}.{group}" for group in find_namespace_packages("conf", exclude=["*__pycache__*"])),
-    ],
+    packages=[*find_packages("src"), CONF, *(f"{CONF}.{group}" for group in GROUPS)],
     package_dir={"": "src", CONF: "conf"},
 )
