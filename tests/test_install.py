@@ -158,7 +158,7 @@ def test_train_sweep_evaluate_predict_from_another_folder(venv):
     report = ["sections=[remember]", "seeds=[0,1]", "train=false", f"runs_dir={work}"]
     run(venv, *report, module="seqnets.report")
     (built,) = (work / "report").glob("2*/report.md")  # beside the runs (runs_dir)
-    assert "not a git checkout" in built.read_text()
+    assert "not run from a git checkout" in built.read_text()
 
     assert "port:" in run(venv, "--cfg", "job", module="seqnets.demo").stdout
 
