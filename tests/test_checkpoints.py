@@ -58,6 +58,7 @@ def same_result(resumed: dict, full: dict) -> None:
     assert resumed["train_loss_steps"] == full["train_loss_steps"]
 
 
+@pytest.mark.slow
 def test_resume_after_a_planned_stop(tmp_path, uninterrupted):
     part = run_in(tmp_path, "part", "trainer.max_epochs=2")
     assert load_metrics(part)["epochs_trained"] == 2
@@ -86,6 +87,7 @@ def test_resume_after_a_planned_stop(tmp_path, uninterrupted):
 STOP_AT = 150
 
 
+@pytest.mark.slow
 def test_sigterm_mid_epoch_then_resume(tmp_path, uninterrupted):
     # SIGTERM, as timeout, docker stop and cluster schedulers send it, does what Ctrl-C does
     # (one handler for both, seqnets.signals): a resumable checkpoint, the same final
@@ -112,6 +114,7 @@ def test_sigterm_mid_epoch_then_resume(tmp_path, uninterrupted):
     same_result(load_metrics(tmp_path / "resumed"), uninterrupted)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_stops_the_test_analysis(tmp_path, signum, code):
     # Lengths up to 30,000 make the analysis hours long on any machine: a signal sent once it
@@ -279,6 +282,7 @@ def test_foreign_target_refused(tmp_path, trained, capsys):
     check_targets({"optimizer": {"_target_": "torch.optim.AdamW"}})  # allowed
 
 
+@pytest.mark.slow
 @needs_mnist
 def test_predict_own_images(tmp_path, capsys):
     """Images as a user supplies them, with a bad one among them: every good one predicted."""

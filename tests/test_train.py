@@ -60,6 +60,7 @@ def test_mnist_run_writes_metrics_tensorboard_and_checkpoint(tmp_path):
     assert not (tmp_path / "lightning_logs").exists()
 
 
+@pytest.mark.slow
 @needs_mnist
 def test_same_seed_same_metrics(tmp_path):
     args = ("task=mnist", "model=gru", "model.hidden=8", "seed=3", *TINY)
@@ -70,6 +71,7 @@ def test_same_seed_same_metrics(tmp_path):
     assert first["train_loss_steps"] == second["train_loss_steps"]
 
 
+@pytest.mark.slow
 @needs_mnist
 def test_bidirectional_stacked_variant(tmp_path):
     _run, metrics = run_one(
@@ -87,6 +89,7 @@ def test_bidirectional_stacked_variant(tmp_path):
     assert metrics["config"]["model"]["bidirectional"] is True
 
 
+@pytest.mark.slow
 @needs_mnist
 def test_mnist_multirun_three_cells_three_dirs(tmp_path):
     run_cli(
@@ -118,6 +121,7 @@ def test_users_binary_add_command(tmp_path):
     assert " + " in metrics["samples"][0]["text"] and metrics["samples"][0]["bits"] == 20
 
 
+@pytest.mark.slow
 def test_remember_run_without_best_checkpoint(tmp_path):
     _run, metrics = run_one(
         "task=remember",
@@ -138,6 +142,7 @@ def test_remember_run_without_best_checkpoint(tmp_path):
     assert metrics["best_val"] == min(row["val/loss"] for row in metrics["history"])
 
 
+@pytest.mark.slow
 def test_seed_changes_the_run_and_constant_rate_works(tmp_path):
     """Another seed gives another run; scheduler=none (the reports' constant rate) trains too."""
     run_cli(
@@ -155,6 +160,7 @@ def test_seed_changes_the_run_and_constant_rate_works(tmp_path):
     assert constant["train_loss_steps"] != first["train_loss_steps"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "grid"),
     [
