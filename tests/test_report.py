@@ -8,7 +8,6 @@ import base64
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -216,11 +215,11 @@ def test_tensorboard_server_lists_runs_scalars_and_images(built, tmp_path):
     # failure that says what it showed).
     port = free_port()
     logdir = Path(built["cwd"]) / "outputs" / "multirun"
-    tensorboard = shutil.which("tensorboard", path=str(Path(sys.executable).parent))
     said = tmp_path / "tensorboard.log"
+    serve = ["--logdir", str(logdir), "--port", str(port), "--host", "127.0.0.1"]
     with open(said, "w") as log:
         server = subprocess.Popen(
-            [tensorboard, "--logdir", str(logdir), "--port", str(port), "--host", "127.0.0.1"],
+            [sys.executable, "-m", "tensorboard.main", *serve],  # this environment's
             stdout=log,
             stderr=subprocess.STDOUT,
         )
