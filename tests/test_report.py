@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from seqnets.report import stats as report_stats
+from seqnets.reportkit import stats as report_stats
 from seqnets.report.plan import Planned, experiments_of
 from seqnets.report.render import render_all
 from seqnets.tasks.base import Task

@@ -101,13 +101,13 @@ class Task:
     def report_section(self, doc: Any, rows: list[Any], context: Any) -> None:
         """The task's section of the report, from its runs (``rows``: one per experiment,
         with its runs over the seeds); by default a table of every test score."""
-        from seqnets.report.generic import section
+        from seqnets.reportkit.generic import section
 
         section(self, doc, rows, context)
 
     def report_inside(self, doc: Any, row: Any) -> None:
         """The task's part of "Inside the networks", from one experiment's runs; by default
         the figures the run's test analysis drew."""
-        from seqnets.report.generic import inside
+        from seqnets.reportkit.generic import inside
 
         inside(self, doc, row)

@@ -10,11 +10,11 @@ from collections import Counter
 from typing import Any
 
 from seqnets import plots
-from seqnets.report import references as ref
-from seqnets.report.document import DASH, Document, bullets, table
-from seqnets.report.generic import trained_lengths, varied_sentence
-from seqnets.report.settings import common, freeze, lookup, one_apart, show
-from seqnets.report.stats import (
+from seqnets.reportkit import references as ref
+from seqnets.reportkit.document import DASH, Document, bullets, table
+from seqnets.reportkit.generic import trained_lengths, varied_sentence
+from seqnets.reportkit.settings import common, freeze, lookup, one_apart, show
+from seqnets.reportkit.stats import (
     Row,
     by_length,
     holds,

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from seqnets import plots
-from seqnets.report.document import Document, bullets, table
-from seqnets.report.settings import Varied, common, one_apart, show
-from seqnets.report.stats import (
+from seqnets.reportkit.document import Document, bullets, table
+from seqnets.reportkit.settings import Varied, common, one_apart, show
+from seqnets.reportkit.stats import (
     Getter,
     Row,
     Stat,

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from seqnets.report.stats import Row
+from seqnets.reportkit.stats import Row
 
 # The task config's parts that are not a setting of the run (or repeat one).
 NOT_SETTINGS = ("datamodule", "objective", "monitor", "monitor_mode")
