@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from seqnets.reportkit import stats as report_stats
 from seqnets.report.plan import Planned, experiments_of
 from seqnets.report.render import render_all
+from seqnets.reportkit import stats as report_stats
 from seqnets.tasks.base import Task
 from seqnets.tasks.mnist import report as mnist_report
 from tests.conftest import CONF, DATA_DIR, needs_mnist

@@ -21,7 +21,6 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from seqnets import CONF_DIR, records
-from seqnets.callbacks import TestAnalysis
 from seqnets.checkpoints import load_checkpoint, rebuild
 from seqnets.cost import check_budget, step_seconds
 from seqnets.data.synthetic import check_length_range
@@ -30,6 +29,7 @@ from seqnets.models.module import logged_scores
 from seqnets.runtime import environment, resolve_threads
 from seqnets.sweeps import cli
 from seqnets.tasks import task_of
+from seqnets.tasks.analysis import TestAnalysis
 
 log = logging.getLogger(__name__)
 

@@ -38,6 +38,18 @@ def forward_batch(module: SequenceModule, datamodule, batch: Batch) -> tuple[tor
         return module(batch["x"], batch.get("lengths")), batch
 
 
+def readout_by_step(
+    module: SequenceModule, x: torch.Tensor, lengths: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The top layer's output at every step of ``x`` and the trained readout's logits on it:
+    for a unidirectional backbone, what the network would answer had the sequence ended
+    there (the answer after each digit, or after each MNIST row). Both on the module's device.
+    """
+    with evaluating(module):
+        outputs, _ = module.backbone(x.to(module.device, torch.float32), lengths)
+        return outputs, module.readout(outputs)
+
+
 def predict_batch(module: SequenceModule, datamodule, batch: Batch) -> torch.Tensor:
     """Hard predictions for ``batch``, on the CPU."""
     logits, _ = forward_batch(module, datamodule, batch)

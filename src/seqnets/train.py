@@ -31,7 +31,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig
 
 from seqnets import CONF_DIR, cost, fastpath, records, runs, signals, sweeps
-from seqnets.callbacks import History, InterruptCheckpoint, TestAnalysis, first_of_type
+from seqnets.callbacks import Analysis, History, InterruptCheckpoint, first_of_type
 from seqnets.checkpoints import run_config
 from seqnets.checks import check_config, warn_long_training
 from seqnets.errors import (
@@ -113,7 +113,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     # Read now too: testing restores the history saved in the best checkpoint, which ends at
     # the best epoch (the last one, often, but not when a later epoch did worse).
     epochs, steps = (list(history.epochs), history.steps) if history else ([], [])
-    analysis = first_of_type(callbacks, TestAnalysis)
+    analysis = first_of_type(callbacks, Analysis)
 
     test, test_wall = {}, 0.0
     if metrics["status"] == records.COMPLETED:

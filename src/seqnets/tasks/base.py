@@ -11,7 +11,7 @@ so a new task starts with its DataModule and config alone and adds methods as it
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -92,9 +92,15 @@ class Task:
         state; by default none, with a note saying so."""
         return {"note": f"no inside analysis for task {self.name!r}"}, {}
 
-    def reference_loop(self, data_dir: str) -> Callable[[], None] | None:
-        """One training step of a published reference loop for this task, for the bench to
-        time beside seqnets' (None: no reference published one)."""
+    # -- figures after testing (seqnets.tasks.analysis) -----------------------------------------
+    def sample_figure(self, batch: dict[str, torch.Tensor], preds: torch.Tensor) -> Figure | None:
+        """A picture of the fixed samples and their predictions, for tasks whose inputs are
+        pictures; None for the others."""
+        return None
+
+    def errors_figure(self, datamodule: TensorDataModule, pairs: list[dict]) -> Figure | None:
+        """The test inputs behind the most frequent mistakes (``pairs`` as made by
+        ``seqnets.tasks.analysis.confused_pairs``), for tasks whose inputs are pictures."""
         return None
 
     # -- the report -----------------------------------------------------------------------------

@@ -19,8 +19,8 @@ from omegaconf import OmegaConf
 
 from seqnets.data.adding import encode_sequence, make_adding_batch
 from seqnets.errors import ConfigError
-from seqnets.inside import BIDIRECTIONAL_NOTE, readout_by_step
-from seqnets.scoring import forward_batch
+from seqnets.scoring import forward_batch, readout_by_step
+from seqnets.tasks.analysis import BIDIRECTIONAL_NOTE
 from seqnets.tasks.base import Task
 
 if TYPE_CHECKING:

@@ -23,8 +23,8 @@ from seqnets.data.binary_add import (
     make_mixed_binary_add_batch,
 )
 from seqnets.errors import ConfigError
-from seqnets.inside import CONSTANT_STD, fixed_generator, json_number
 from seqnets.scoring import evaluating, forward_batch
+from seqnets.tasks.analysis import CONSTANT_STD, fixed_generator, json_number
 from seqnets.tasks.base import Task
 
 if TYPE_CHECKING:

@@ -17,8 +17,8 @@ import torch
 from seqnets import plots
 from seqnets.data.images import prepare, redraw_as_user, save_user_image
 from seqnets.data.remember import NUM_DIGITS
-from seqnets.inside import BIDIRECTIONAL_NOTE, readout_by_step
-from seqnets.scoring import forward_batch, predict_batch
+from seqnets.scoring import forward_batch, predict_batch, readout_by_step
+from seqnets.tasks.analysis import BIDIRECTIONAL_NOTE
 from seqnets.tasks.base import Task
 
 if TYPE_CHECKING:
@@ -65,6 +65,20 @@ class MNIST(Task):
                 rows, f"{model}: row from which the answer stays right"
             )
         return {"rows": rows}, figures
+
+    def sample_figure(self, batch: dict[str, torch.Tensor], preds: torch.Tensor) -> Figure:
+        return plots.digit_grid(
+            batch["x"], batch["y"].tolist(), preds.tolist(), "fixed test images"
+        )
+
+    def errors_figure(self, datamodule: Any, pairs: list[dict]) -> Figure | None:
+        if not pairs:
+            return None
+        images = datamodule.splits["test"]["x"]
+        return plots.mistakes_grid(
+            [images[pair["test_indices"]] for pair in pairs],
+            [f"true {p['true']} -> {p['pred']} ({p['count']}x)" for p in pairs],
+        )
 
     def user_style_accuracy(
         self, module: Any, datamodule: Any, n: int, workdir: Path

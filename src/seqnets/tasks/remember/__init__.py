@@ -18,8 +18,8 @@ from torch import nn
 from seqnets import plots
 from seqnets.data.remember import NUM_DIGITS, encode_digits, make_remember_batch
 from seqnets.errors import ConfigError
-from seqnets.inside import BIDIRECTIONAL_NOTE, fixed_generator, json_number, readout_by_step
-from seqnets.scoring import evaluating, forward_batch
+from seqnets.scoring import evaluating, forward_batch, readout_by_step
+from seqnets.tasks.analysis import BIDIRECTIONAL_NOTE, fixed_generator, json_number
 from seqnets.tasks.base import Task
 
 if TYPE_CHECKING:
