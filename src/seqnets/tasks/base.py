@@ -4,7 +4,7 @@ measure inside a trained network, and its report section.
 Training needs only the task's config (``conf/task/<name>.yaml``: a DataModule and an
 objective, each named by ``_target_``). Everything else that differs between tasks lives in
 one :class:`Task` subclass, found by :func:`seqnets.tasks.task_of` from the same config, so
-that ``predict``, ``evaluate``, ``inside``, ``summarize``, the report and the bench call the
+that ``predict``, ``evaluate``, ``inside``, ``summarize``, and the report call the
 task instead of branching on its name. Every method has a default that works for any task,
 so a new task starts with its DataModule and config alone and adds methods as it grows.
 """
@@ -45,9 +45,6 @@ class Task:
     name: ClassVar[str] = "task"
     title: ClassVar[str] = "task"
     knobs: ClassVar[tuple[str, ...]] = ()
-    # ``python -m seqnets.bench``'s run of this task: overrides after ``task=<name>`` (none:
-    # the task is not benchmarked).
-    bench: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: Mapping[str, Any] | DictConfig) -> None:
         if isinstance(config, DictConfig):

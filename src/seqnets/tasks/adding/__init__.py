@@ -33,7 +33,6 @@ CONSTANT_MSE = 2 / 12
 class Adding(Task):
     name = "adding"
     title = "The adding problem"
-    bench = ("model=lstm", "model.hidden=64")
     knobs = ("train_len",)
 
     def predict(self, module: Any, datamodule: Any, value: Any) -> dict[str, Any]:

@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 class BinaryAdd(Task):
     name = "binary_add"
     title = "Binary addition"
-    bench = ("model=lstm", "model.hidden=5", "task.train_len=10")
     knobs = ("train_len", "loss")
 
     def predict(self, module: Any, datamodule: Any, value: Any) -> dict[str, Any]:

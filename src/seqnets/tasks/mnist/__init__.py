@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 class MNIST(Task):
     name = "mnist"
     title = "MNIST read row by row"
-    bench = ("model=lstm", "model.hidden=128")
 
     def predict(self, module: Any, datamodule: Any, value: Any) -> dict[str, Any]:
         return predict_images(module, datamodule, value)
@@ -85,34 +84,6 @@ class MNIST(Task):
     ) -> dict[str, Any]:
         """``python -m seqnets.evaluate user_style=N``: see :func:`user_style_accuracy`."""
         return user_style_accuracy(module, datamodule, n, workdir)
-
-    def reference_loop(self, data_dir: str) -> Callable[[], None]:
-        """Reports A and B's loop (the bench's ``reports`` path): torchvision's MNIST with
-        ``ToTensor`` per image through ``DataLoader(shuffle=True)``, an LSTM of 128, plain
-        Adam."""
-        from torchvision import datasets, transforms
-
-        data = datasets.MNIST(data_dir, train=True, transform=transforms.ToTensor())
-        loader = torch.utils.data.DataLoader(data, batch_size=64, shuffle=True)
-        lstm = torch.nn.LSTM(28, 128, batch_first=True)
-        head = torch.nn.Linear(128, 10)
-        optimizer = torch.optim.Adam([*lstm.parameters(), *head.parameters()], lr=1e-3)
-        source = iter(loader)
-
-        def step() -> None:
-            nonlocal source
-            try:
-                images, labels = next(source)
-            except StopIteration:
-                source = iter(loader)
-                images, labels = next(source)
-            out, _ = lstm(images.view(-1, 28, 28))
-            loss = torch.nn.functional.cross_entropy(head(out[:, -1, :]), labels)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-
-        return step
 
     def report_section(self, doc: Any, rows: list[Any], context: Any) -> None:
         from seqnets.tasks.mnist.report import section

@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 class Remember(Task):
     name = "remember"
     title = "Remember the digit at index K"
-    bench = ("model=lstm", "model.hidden=10")
     knobs = ("K",)
 
     def predict(self, module: Any, datamodule: Any, value: Any) -> dict[str, Any]:
