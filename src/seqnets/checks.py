@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,21 +21,18 @@ from seqnets import CONF_DIR
 from seqnets.cost import check_budget, run_minutes
 from seqnets.errors import (
     ConfigError,
-    check_bool,
     check_choice,
     check_int,
     check_real,
 )
 from seqnets.fastpath import LOOPS
-from seqnets.models.backbone import CELLS, parameter_count
+from seqnets.models.backbone import RecurrentBackbone
 
 # The config groups (conf/<group>/): choosing another option of one picks other parts.
 CONFIG_GROUPS = frozenset(p.name for p in Path(CONF_DIR).iterdir() if p.is_dir())
 log = logging.getLogger(__name__)
 
 SEED_LIMIT = 2**32  # numpy's and Lightning's seeds are 32-bit
-# Parameters, gradients and Adam's two moments, in float32.
-BYTES_PER_PARAMETER = 16
 # Training lengths beyond this take minutes per epoch on a CPU: worth a warning.
 LONG_TRAIN_LEN = 200
 
@@ -137,22 +133,13 @@ def build_checked(node: DictConfig, name: str) -> Any:
 
 
 def _check_model(model: DictConfig, input_size: int) -> None:
-    cell = check_choice("model.cell", model.cell, tuple(CELLS))
-    hidden = check_int("model.hidden", model.hidden, 1)
-    layers = check_int("model.num_layers", model.num_layers, 1)
-    bidirectional = check_bool("model.bidirectional", model.bidirectional)
-    check_real("model.dropout", model.dropout, 0.0, 1.0, high_open=True)
-    check_real("model.forget_bias", model.forget_bias)
-    check_bool("model.orthogonal", model.orthogonal)
-    params = parameter_count(input_size, cell, hidden, layers, bidirectional)
-    need = params * BYTES_PER_PARAMETER
-    have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    if need > have / 2:
-        raise ConfigError(
-            f"model.hidden={hidden} (x{layers} layers) is not allowed here: {params:,} "
-            f"parameters need about {need / 2**30:,.1f} GiB with their gradients and Adam's "
-            f"state, more than half of this machine's {have / 2**30:.0f} GiB"
-        )
+    """The backbone's own check (``RecurrentBackbone.check_arguments``), before anything is
+    built."""
+    arguments = {k: v for k, v in model.items() if not str(k).startswith("_")}
+    try:
+        RecurrentBackbone.check_arguments(input_size, **arguments)
+    except TypeError as error:  # an argument the backbone does not take
+        raise ConfigError(f"model: {error}") from None
 
 
 def _check_optimizer(cfg: DictConfig) -> None:
