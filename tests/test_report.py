@@ -313,7 +313,7 @@ def adding_run(seed: int, hidden: int, acc: float) -> dict:
 
 def test_a_task_without_its_own_report_gets_the_generic_section(tmp_path):
     plan = [
-        Planned("adding", f"adding/h{h}", s, f"id{h}{s}", 0.0, run=adding_run(s, h, acc + s / 100))
+        Planned("adding", f"adding/h{h}", s, f"id{h}{s}", run=adding_run(s, h, acc + s / 100))
         for h, acc in ((4, 0.5), (8, 0.9))
         for s in (0, 1)
     ]

@@ -170,3 +170,14 @@ def test_claims_live_dead_and_other_hosts(tmp_path):
         assert claim(tmp_path, stale_after_s=600).take() is None
     finally:
         sleeper.kill()
+
+
+def test_a_moved_callback_keeps_a_runs_identity():
+    """A run stored before a class moved (its config names the old ``_target_``) is the same
+    run as one planned today: the report reuses it, a sweep resumes it."""
+    old = {"seed": 0, "callbacks": {"analysis": {"_target_": "seqnets.callbacks.TestAnalysis"}}}
+    new = {
+        "seed": 0,
+        "callbacks": {"analysis": {"_target_": "seqnets.tasks.analysis.TestAnalysis"}},
+    }
+    assert runs.identity(old) == runs.identity(new)

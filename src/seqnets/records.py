@@ -64,6 +64,23 @@ VOLATILE = (
 )
 
 
+# Classes that moved, by the ``_target_`` older runs stored: their configs (identity,
+# resuming) read as if written today, so a move never makes a finished run look new.
+MOVED_TARGETS = {"seqnets.callbacks.TestAnalysis": "seqnets.tasks.analysis.TestAnalysis"}
+
+
+def current_targets(node: Any) -> Any:
+    """A stored config with every moved ``_target_`` (:data:`MOVED_TARGETS`) renamed."""
+    if isinstance(node, dict):
+        return {
+            k: MOVED_TARGETS.get(v, v) if k == "_target_" else current_targets(v)
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [current_targets(v) for v in node]
+    return node
+
+
 def is_volatile(key: str) -> bool:
     """Whether the dotted ``key`` is, or lies under, one of :data:`VOLATILE`."""
     return any(key == v or key.startswith(v + ".") for v in VOLATILE)

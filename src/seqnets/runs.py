@@ -71,6 +71,7 @@ def normalized(config: dict[str, Any], output_dir: str, data_dir: str) -> dict[s
     """``config`` without what does not change a run's result, its own paths replaced by
     placeholders (a run's config holds them resolved, e.g. in the checkpoint directory)."""
     config = records.reanchor(records.reanchor(config, output_dir, RUN), data_dir, DATA)
+    config = records.current_targets(config)
     for keys in (key.split(".") for key in records.VOLATILE):
         node = config
         for key in keys[:-1]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import lightning as L
 import torch
 
-from seqnets.data.batching import Batch, BatchLoader, tensor_loader
+from seqnets.data.batching import Batch, BatchLoader, limited_batches, tensor_loader
 from seqnets.errors import check_int
 
 
@@ -80,11 +80,8 @@ class TensorDataModule(L.LightningDataModule):
         """``loader`` (the training loader) told where a restored run stands (see
         ``state_dict``), and where Lightning's ``limit_train_batches`` ends each epoch."""
         limit = self.trainer.limit_train_batches if self.trainer else None
-        if limit is not None:  # Lightning's reading: a count of batches, or a fraction
-            batches = len(loader)
-            loader.sampler.limit = (
-                min(batches, limit) if isinstance(limit, int) else int(batches * limit)
-            )
+        if limit is not None:
+            loader.sampler.limit = limited_batches(limit, len(loader))
         if self._resume:
             loader.sampler.resume_at(self._resume["epoch"], self._resume["items"])
             self._resume = None

@@ -26,7 +26,8 @@ from hydra import compose
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from seqnets import CONF_DIR, records, runs
-from seqnets.models.backbone import parameter_count
+from seqnets.cost import run_minutes
+from seqnets.runtime import Progress
 from seqnets.tasks import task_of
 
 
@@ -38,8 +39,8 @@ class Planned:
     experiment: str
     seed: int
     identity: str
-    cost: float  # rough training milliseconds on one core, for job order and the time left
     config: dict[str, Any] = field(default_factory=dict, repr=False)  # as planned, resolved
+    cost: float = 0.0  # estimated minutes, for job order and the time left (missing runs)
     run: dict[str, Any] | None = field(default=None)
 
     @property
@@ -56,29 +57,13 @@ def planned_config(overrides: list[str]) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True)
 
 
-def cost(config: dict[str, Any]) -> float:
-    """Rough milliseconds of training on one core of this project's CPU: a fixed ~6 ms per
-    step (the framework, the optimiser, small kernels) plus time proportional to time steps x
-    recurrent weights x batch (fitted to MNIST LSTM-128 at ~25 ms per step). Orders the jobs
-    (heaviest first) and gives the first estimate of the time left. The work is the task's
-    DataModule's, built from the config (which reads no files): its batches per epoch, its
-    sequence lengths (their midpoint where it draws a range) and its inputs per step."""
-    model = config["model"]
-    datamodule = task_of(config["task"]).datamodule()
-    steps, longest = datamodule.train_work()
-    length = (getattr(datamodule, "min_len", longest) + longest) / 2
-    limit = config["trainer"].get("limit_train_batches")
-    if isinstance(limit, int):
-        steps = min(steps, limit)
-    weights = parameter_count(
-        datamodule.num_features,
-        model["cell"],
-        model["hidden"],
-        model["num_layers"],
-        model["bidirectional"],
-    )
-    per_step = 6.0 + 1.3e-7 * length * weights * datamodule.batch_size
-    return config["trainer"]["max_epochs"] * steps * per_step
+def estimate(config: dict[str, Any]) -> float:
+    """Estimated minutes of a planned run (``seqnets.cost``, the same estimate a run makes of
+    itself): orders the jobs (heaviest first) and gives the first estimate of the time left.
+    The task's DataModule is built from the config, which reads no files."""
+    cfg = OmegaConf.create(config)
+    training, study = run_minutes(cfg, task_of(config["task"]).datamodule())
+    return training + study
 
 
 def experiments_of(cfg: DictConfig, section: str) -> list[str]:
@@ -100,7 +85,7 @@ def make_plan(cfg: DictConfig) -> list[Planned]:
                 overrides = [f"experiment={experiment}", f"seed={seed}", *budget(cfg)]
                 config = planned_config(overrides)
                 plan.append(
-                    Planned(section, experiment, seed, runs.identity(config), cost(config), config)
+                    Planned(section, experiment, seed, runs.identity(config), config=config)
                 )
     return plan
 
@@ -146,6 +131,8 @@ def train_missing(cfg: DictConfig, plan: list[Planned], log_path: Path, say: Any
     if not missing:
         say("every run is already there: nothing to train")
         return done
+    for item in missing:
+        item.cost = estimate(item.config)
     by_identity = {item.identity: item for item in missing}
     by_experiment: dict[str, list[Planned]] = defaultdict(list)
     for item in missing:
@@ -156,12 +143,12 @@ def train_missing(cfg: DictConfig, plan: list[Planned], log_path: Path, say: Any
     for experiment, items in sorted(by_experiment.items(), key=lambda kv: -kv[1][0].cost):
         groups[tuple(sorted(i.seed for i in items))].append(experiment)
     found = len(plan) - len(missing)
-    guess = sum(i.cost for i in missing) / max(1, cfg.parallel) / 60_000
+    guess = sum(i.cost for i in missing) / max(1, cfg.parallel)
     say(
         f"{len(missing)} of {len(plan)} runs to train ({found} found done); first estimate "
         f"{guess:.0f} min, refined as runs finish"
     )
-    clock = Progress(len(missing), sum(i.cost for i in missing))
+    clock, runs_done = Progress(sum(i.cost for i in missing)), 0
     for seeds, experiments in groups.items():
         stamp = datetime.now().strftime("%Y-%m-%d/%H-%M-%S-%f")
         sweep_dir = Path(cfg.runs_dir) / "multirun" / stamp
@@ -195,7 +182,9 @@ def train_missing(cfg: DictConfig, plan: list[Planned], log_path: Path, say: Any
                     record = records.read_run(run_dir)
                     config = record["config"]
                     item = by_identity.get(runs.identity(config)) if config else None
-                    say(clock.tick(record, item.cost if item else 0.0, sweep_dir))
+                    clock.advance(item.cost if item else 0.0)
+                    runs_done += 1
+                    say(progress_line(clock, (runs_done, len(missing)), record, sweep_dir))
                 if exited:
                     break
                 time.sleep(2)
@@ -205,31 +194,19 @@ def train_missing(cfg: DictConfig, plan: list[Planned], log_path: Path, say: Any
     return done
 
 
-class Progress:
-    """``run n of N``, what finished, what is training, and the time left (from the planned
-    costs of the runs done so far against the time they took)."""
-
-    def __init__(self, total: int, total_cost: float) -> None:
-        self.total, self.total_cost = total, total_cost
-        self.done, self.done_cost, self.start = 0, 0.0, time.monotonic()
-
-    def tick(self, record: dict[str, Any], cost: float, sweep_dir: Path) -> str:
-        self.done += 1
-        self.done_cost += cost
-        elapsed = time.monotonic() - self.start
-        left = (
-            elapsed / self.done_cost * (self.total_cost - self.done_cost) if self.done_cost else 0
-        )
-        running = [
-            d.name for d in records.run_dirs(sweep_dir) if not (d / records.METRICS).exists()
-        ]
-        status = "" if record["status"] == records.COMPLETED else f" ({record['status']})"
-        status += " (reused: trained by another build meanwhile)" if record.get("reused_in") else ""
-        return (
-            f"run {self.done} of {self.total} done: {Path(record['dir']).name}{status}; "
-            f"training: {', '.join(running) or '-'}; {elapsed / 60:.1f} min so far, "
-            f"about {left / 60:.0f} min left"
-        )
+def progress_line(
+    clock: Progress, runs: tuple[int, int], record: dict[str, Any], sweep_dir: Path
+) -> str:
+    """``run n of N``, what finished, what is training, and the time left (from the
+    estimated minutes of the runs done so far against the time they took)."""
+    running = [d.name for d in records.run_dirs(sweep_dir) if not (d / records.METRICS).exists()]
+    status = "" if record["status"] == records.COMPLETED else f" ({record['status']})"
+    status += " (reused: trained by another build meanwhile)" if record.get("reused_in") else ""
+    return (
+        f"run {runs[0]} of {runs[1]} done: {Path(record['dir']).name}{status}; "
+        f"training: {', '.join(running) or '-'}; {clock.elapsed() / 60:.1f} min so far, "
+        f"about {clock.left() / 60:.0f} min left"
+    )
 
 
 def launcher(cfg: DictConfig) -> list[str]:
