@@ -102,7 +102,7 @@ def mistakes_grid(groups: Sequence[torch.Tensor], titles: Sequence[str]) -> Figu
     return fig
 
 
-# -- inside the networks (numbers from seqnets.inside) -------------------------------------
+# -- inside the networks (numbers from Task.inside) -------------------------------------
 def carry_units_figure(correlation: dict, title: str) -> Figure:
     """|r| of every state unit with the true carry, h and c units in two colours, the best
     unit marked: one tall bar among short ones means one unit simply is the carry."""

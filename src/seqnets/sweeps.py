@@ -139,6 +139,10 @@ def cli(main: Callable[[], Any]) -> None:
     number, in whichever phase it was (``seqnets.signals``)."""
     global _composed
     _composed = False
+    for arg in sys.argv[1:]:
+        key = arg.lstrip("+~").split("=", 1)[0]
+        if key in records.REMOVED:
+            _fail([f"{arg!r} is not allowed: {records.REMOVED[key]}; drop it"])
     signals.install()
     # A full disk fails every write to the run's log: one line says so, not a traceback per
     # log record (logging's documented switch for this).

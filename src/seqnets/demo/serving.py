@@ -1,5 +1,5 @@
 """The real demo server in a process of its own, and the browser that opens it: shared by the
-browser tests (tests/test_demo.py) and ``seqnets.demo.timing``, so that what they check and
+browser tests (tests/test_demo.py) and ``benchmarks/demo_timing.py``, so that what they check and
 what they time is what a user gets from ``python -m seqnets.demo``, started and stopped the
 same way in both."""
 

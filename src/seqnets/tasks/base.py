@@ -38,7 +38,7 @@ class Task:
       one per item, each with ``text`` or ``error`` (a bad item never stops the others).
     - ``markdown(result)``: those rows as a person reads them.
     - ``inside(module, datamodule, generator)``: numbers and figures on what a trained
-      network keeps in its state (``seqnets.inside``).
+      network keeps in its state (``seqnets.tasks.analysis``).
     - ``report_section(...)``, ``report_inside(...)``: the task's part of the report.
     """
 
