@@ -26,6 +26,7 @@ from seqnets.errors import (
     check_real,
 )
 from seqnets.models.backbone import RecurrentBackbone
+from seqnets.models.module import SequenceModule
 
 # The config groups (conf/<group>/): choosing another option of one picks other parts.
 CONFIG_GROUPS = frozenset(p.name for p in Path(CONF_DIR).iterdir() if p.is_dir())
@@ -44,10 +45,10 @@ def check_config(cfg: DictConfig, overrides: Sequence[str] = (), multirun: bool 
     """
     check_additions(cfg, overrides)
     check_int("seed", cfg.seed, 0, SEED_LIMIT - 1)
-    check_real("l2", cfg.l2, 0.0)
     if cfg.get("threads") is not None:
         check_int("threads", cfg.threads, 1)
     _check_task(cfg.task)
+    SequenceModule.check_arguments(cfg.l2, cfg.task.gradient_clip, cfg.optimizer.lr)
     datamodule = build_checked(cfg.task.datamodule, "task.datamodule")
     objective = build_checked(cfg.task.objective, "task.objective")
     _check_model(cfg.model, datamodule.num_features)
@@ -107,8 +108,6 @@ def accepts(target: str, name: str) -> bool:
 def _check_task(task: DictConfig) -> None:
     check_real("task.lr", task.lr, 0.0, low_open=True)
     check_real("task.weight_decay", task.weight_decay, 0.0)
-    if task.gradient_clip is not None:
-        check_real("task.gradient_clip", task.gradient_clip, 0.0)
     check_int("task.max_epochs", task.max_epochs, 1)
     check_choice("task.monitor_mode", task.monitor_mode, ("min", "max"))
 
@@ -141,7 +140,6 @@ def _check_model(model: DictConfig, input_size: int) -> None:
 
 def _check_optimizer(cfg: DictConfig) -> None:
     optimizer = cfg.optimizer
-    check_real("optimizer.lr", optimizer.lr, 0.0, low_open=True)
     if "weight_decay" in optimizer:
         check_real("optimizer.weight_decay", optimizer.weight_decay, 0.0)
     scheduler = cfg.get("scheduler")

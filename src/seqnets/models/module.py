@@ -51,14 +51,10 @@ class SequenceModule(L.LightningModule):
         config: dict | None = None,
     ) -> None:
         super().__init__()
-        self.l2 = check_real("l2", l2, 0.0)
-        self.gradient_clip = (
-            None if gradient_clip is None else check_real("task.gradient_clip", gradient_clip, 0.0)
-        )
+        # The learning rate is checked here, before any data is read, not when the Trainer
+        # starts.
         lr = getattr(optimizer, "keywords", {}).get("lr")
-        if lr is not None:
-            # Checked here, before any data is read, rather than when the Trainer starts.
-            check_real("optimizer.lr", lr, 0.0, low_open=True)
+        self.l2, self.gradient_clip = self.check_arguments(l2, gradient_clip, lr)
         self.save_hyperparameters(ignore=["backbone", "objective", "optimizer", "scheduler"])
         self.backbone = backbone
         self.objective = objective
@@ -73,6 +69,19 @@ class SequenceModule(L.LightningModule):
         self.test_outputs: dict[str, torch.Tensor] = {}
         self._test_parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self._scheduler_interval: str | None = None  # "step" or "epoch", once configured
+
+    @staticmethod
+    def check_arguments(
+        l2: float = 0.0, gradient_clip: float | None = None, lr: float | None = None
+    ) -> tuple[float, float | None]:
+        """The constructor's own numbers (``lr``: the optimiser partial's), checked without
+        building anything: the config check calls it before any work. Returns (l2,
+        gradient_clip)."""
+        if lr is not None:
+            check_real("optimizer.lr", lr, 0.0, low_open=True)
+        if gradient_clip is not None:
+            check_real("task.gradient_clip", gradient_clip, 0.0)
+        return check_real("l2", l2, 0.0), gradient_clip
 
     @classmethod
     def from_config(cls, cfg: DictConfig, input_size: int) -> SequenceModule:
