@@ -9,7 +9,6 @@ own under ``outputs/evaluate/``: ``metrics.json``, ``figures/`` and TensorBoard 
 from __future__ import annotations
 
 import logging
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from seqnets import CONF_DIR, records
 from seqnets.checkpoints import load_checkpoint, rebuild
 from seqnets.cost import check_budget, step_seconds
 from seqnets.data.synthetic import check_length_range
-from seqnets.errors import EXIT_USAGE, ConfigError, check_int, check_real
+from seqnets.errors import ConfigError, check_int, check_real
 from seqnets.models.module import logged_scores
 from seqnets.runtime import environment, resolve_threads
 from seqnets.sweeps import cli
@@ -104,16 +103,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="evaluate")
-@records.exits_on_write_fault
+@records.entry_point
 def main(cfg: DictConfig) -> None:
-    out = Path(cfg.paths.output_dir)
-    try:
-        metrics = evaluate(cfg)
-    except ConfigError as error:
-        records.discard_run_dir(out)
-        sys.stderr.write(f"seqnets: error: {error}\n")
-        sys.exit(EXIT_USAGE)
-    path = records.write_metrics(out, metrics)
+    metrics = evaluate(cfg)
+    path = records.write_metrics(cfg.paths.output_dir, metrics)
     log.info("test: %s", metrics["test"])
     log.info("metrics and figures in %s", path.parent)
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from seqnets.errors import EXIT_FAILED
+from seqnets.errors import EXIT_FAILED, ConfigError, exit_usage
 
 METRICS = "metrics.json"
 COMPLETED, DIVERGED, FAILED, INTERRUPTED, INVALID = (
@@ -145,14 +145,21 @@ def write_fault(error: BaseException | None) -> str | None:
     return None
 
 
-def exits_on_write_fault(main: Callable[..., Any]) -> Callable[..., Any]:
-    """A command's entry point that ends a write fault with one line and exit code 1, not a
-    traceback (Hydra would print one)."""
+def entry_point(main: Callable[..., Any]) -> Callable[..., Any]:
+    """A command's Hydra entry point (``main(cfg)``) with the project's endings, in one place
+    for every command: a ``ConfigError`` discards what the command wrote (its directory, when
+    nothing else is in it) and ends with one line and exit code 2; a write fault ends with one
+    line and exit code 1. Neither prints a traceback (Hydra would print one)."""
 
     @functools.wraps(main)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(cfg: Any, *args: Any, **kwargs: Any) -> Any:
         try:
-            return main(*args, **kwargs)
+            return main(cfg, *args, **kwargs)
+        except ConfigError as error:
+            out = (cfg.get("paths") or {}).get("output_dir")
+            if out:
+                discard_run_dir(out)  # the command never started: leave nothing
+            exit_usage(str(error))
         except Exception as error:
             line = write_fault(error)
             if line is None:

@@ -26,16 +26,10 @@ from omegaconf import DictConfig
 from seqnets import records, runs, signals
 from seqnets.checkpoints import load_checkpoint, run_config
 from seqnets.checks import check_config
-from seqnets.errors import EXIT_FAILED, EXIT_USAGE, ConfigError
+from seqnets.errors import EXIT_FAILED, EXIT_USAGE, ConfigError, exit_usage
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 _composed = False  # set once Hydra has composed a config: later exits are not usage errors
-
-
-def _fail(lines: list[str]) -> None:
-    for line in lines:
-        sys.stderr.write(f"seqnets: error: {line}\n")
-    sys.exit(EXIT_USAGE)
 
 
 def sweep_jobs(config: DictConfig) -> list[list[str]] | None:
@@ -64,7 +58,7 @@ class RunGuard(Callback):
             check_config(run_config(config, overrides), overrides)
             runs.check_settings(config)
         except ConfigError as error:
-            _fail([str(error)])
+            exit_usage(str(error))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         global _composed
@@ -77,7 +71,7 @@ class RunGuard(Callback):
             try:
                 check_config(config, list(config.hydra.overrides.task), multirun=True)
             except ConfigError as error:
-                _fail([str(error)])
+                exit_usage(str(error))
             return
         loader = GlobalHydra.instance().config_loader()
         problems = []
@@ -89,7 +83,9 @@ class RunGuard(Callback):
             except ConfigError as error:
                 problems.append(f"job {number} ({' '.join(overrides)}): {error}")
         if problems:
-            _fail([*problems, f"nothing was run: {len(problems)} of {len(jobs)} jobs are invalid"])
+            exit_usage(
+                *problems, f"nothing was run: {len(problems)} of {len(jobs)} jobs are invalid"
+            )
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         lines, failed = summary(Path(config.hydra.sweep.dir))
@@ -109,7 +105,7 @@ class CheckpointGuard(Callback):
         try:
             load_checkpoint(config.ckpt_path)
         except ConfigError as error:
-            _fail([str(error)])
+            exit_usage(str(error))
 
 
 def summary(sweep_dir: Path) -> tuple[list[str], int]:
@@ -142,7 +138,7 @@ def cli(main: Callable[[], Any]) -> None:
     for arg in sys.argv[1:]:
         key = arg.lstrip("+~").split("=", 1)[0]
         if key in records.REMOVED:
-            _fail([f"{arg!r} is not allowed: {records.REMOVED[key]}; drop it"])
+            exit_usage(f"{arg!r} is not allowed: {records.REMOVED[key]}; drop it")
     signals.install()
     # A full disk fails every write to the run's log: one line says so, not a traceback per
     # log record (logging's documented switch for this).

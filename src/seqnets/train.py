@@ -36,7 +36,6 @@ from seqnets.checkpoints import run_config
 from seqnets.checks import check_config, warn_long_training
 from seqnets.errors import (
     EXIT_FAILED,
-    EXIT_USAGE,
     ConfigError,
     RunDiverged,
 )
@@ -248,9 +247,7 @@ def run(cfg: DictConfig, continuing: bool = False) -> float | None:
             records.write_metrics(run_dir, base | {"status": records.INVALID, "error": str(error)})
             log.error("%s", error)
             return None
-        records.discard_run_dir(run_dir)  # the run never started: leave nothing
-        sys.stderr.write(f"seqnets: error: {error}\n")
-        sys.exit(EXIT_USAGE)
+        raise  # one line, exit 2, nothing left (records.entry_point)
     except (RunInterrupted, KeyboardInterrupt) as stop:
         saved = getattr(stop, "checkpoint", None)
         why = signals.name(signals.state.received)
@@ -298,7 +295,7 @@ def run(cfg: DictConfig, continuing: bool = False) -> float | None:
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
-@records.exits_on_write_fault
+@records.entry_point
 def main(cfg: DictConfig) -> float | None:
     return runs.job(cfg, run)  # with sweep.resume: reused, resumed or trained, under a claim
 

@@ -141,16 +141,9 @@ def build(cfg: DictConfig) -> Path:
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="report")
-@records.exits_on_write_fault
+@records.entry_point
 def main(cfg: DictConfig) -> None:
-    from seqnets.errors import EXIT_USAGE, ConfigError
-
-    try:
-        build(cfg)
-    except ConfigError as error:
-        records.discard_run_dir(cfg.paths.output_dir)  # no report: leave no empty build
-        sys.stderr.write(f"seqnets: error: {error}\n")
-        sys.exit(EXIT_USAGE)
+    build(cfg)  # a ConfigError: no report, and no empty build left (records.entry_point)
 
 
 if __name__ == "__main__":
