@@ -147,8 +147,8 @@ def write_fault(error: BaseException | None) -> str | None:
 
 def entry_point(main: Callable[..., Any]) -> Callable[..., Any]:
     """A command's Hydra entry point (``main(cfg)``) with the project's endings, in one place
-    for every command: a ``ConfigError`` discards what the command wrote (its directory, when
-    nothing else is in it) and ends with one line and exit code 2; a write fault ends with one
+    for every command: a ``ConfigError`` discards what the command wrote (the run directory
+    Hydra made for it, when nothing else is in it) and ends with one line and exit code 2; a write fault ends with one
     line and exit code 1. Neither prints a traceback (Hydra would print one)."""
 
     @functools.wraps(main)
@@ -157,7 +157,7 @@ def entry_point(main: Callable[..., Any]) -> Callable[..., Any]:
             return main(cfg, *args, **kwargs)
         except ConfigError as error:
             out = (cfg.get("paths") or {}).get("output_dir")
-            if out:
+            if out and (Path(out) / ".hydra").is_dir():  # a directory Hydra made for it
                 discard_run_dir(out)  # the command never started: leave nothing
             exit_usage(str(error))
         except Exception as error:
