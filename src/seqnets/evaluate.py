@@ -24,8 +24,8 @@ from seqnets.checkpoints import load_checkpoint, rebuild
 from seqnets.cost import check_budget, step_seconds
 from seqnets.data.synthetic import check_length_range
 from seqnets.errors import ConfigError, check_int, check_real
-from seqnets.models.module import logged_scores
-from seqnets.runtime import environment, resolve_threads
+from seqnets.models.module import scored_record
+from seqnets.runtime import resolve_threads
 from seqnets.sweeps import cli
 from seqnets.tasks import task_of
 from seqnets.tasks.analysis import TestAnalysis
@@ -81,18 +81,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         enable_model_summary=False,
     )
     test = trainer.test(module, datamodule=datamodule, verbose=False)[0]
-    metrics: dict[str, Any] = {
+    metrics = {
         "status": records.COMPLETED,
         "checkpoint": str(file),
-        "task": config.task.name,
-        "cell": config.model.cell,
-        "hidden": config.model.hidden,
-        "seed": config.seed,
-        "test": logged_scores(test),
-        "num_parameters": sum(p.numel() for p in module.parameters()),
-        **analysis.results,
-        **environment(),
-        "config": OmegaConf.to_container(config),
+        **scored_record(module, test, OmegaConf.to_container(config), **analysis.results),
     }
     if user_style:
         n = check_int("user_style", user_style, 1, len(datamodule.splits["test"]["y"]))

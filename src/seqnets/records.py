@@ -148,8 +148,9 @@ def write_fault(error: BaseException | None) -> str | None:
 def entry_point(main: Callable[..., Any]) -> Callable[..., Any]:
     """A command's Hydra entry point (``main(cfg)``) with the project's endings, in one place
     for every command: a ``ConfigError`` discards what the command wrote (the run directory
-    Hydra made for it, when nothing else is in it) and ends with one line and exit code 2; a write fault ends with one
-    line and exit code 1. Neither prints a traceback (Hydra would print one)."""
+    Hydra made for it, when nothing else is in it) and ends with one line and exit code 2;
+    a write fault ends with one line and exit code 1. Neither prints a traceback (Hydra
+    would print one)."""
 
     @functools.wraps(main)
     def wrapper(cfg: Any, *args: Any, **kwargs: Any) -> Any:

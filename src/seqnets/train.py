@@ -39,8 +39,8 @@ from seqnets.errors import (
     ConfigError,
     RunDiverged,
 )
-from seqnets.models.module import SequenceModule, logged_scores
-from seqnets.runtime import environment, resolve_threads, skip_failing_nvml_check
+from seqnets.models.module import SequenceModule, scored_record
+from seqnets.runtime import resolve_threads, skip_failing_nvml_check
 
 log = logging.getLogger(__name__)
 
@@ -132,29 +132,23 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     if best_score is None and epochs:  # checkpointing switched off: best epoch by monitor
         scores = [row[cfg.task.monitor] for row in epochs if cfg.task.monitor in row]
         best_score = (max if cfg.task.monitor_mode == "max" else min)(scores, default=None)
-    metrics |= {
-        "task": cfg.task.name,
-        "cell": cfg.model.cell,
-        "hidden": cfg.model.hidden,
-        "seed": cfg.seed,
-        "monitor": cfg.task.monitor,
-        "best_val": float(best_score) if best_score is not None else None,
-        "best_checkpoint": best_path,
-        "resumed_from": cfg.get("ckpt_path"),
-        "test": logged_scores(test),
-        "epochs_trained": trainer.current_epoch,
-        "steps_trained": trainer.global_step,
-        "train_time_s": train_time,
-        "test_time_s": history.seconds["test"] if history and test else test_wall,
-        "fit_wall_s": fit_wall,
-        "test_wall_s": test_wall,
-        "num_parameters": sum(p.numel() for p in module.parameters()),
-        "history": epochs,
-        "train_loss_steps": steps,
+    metrics |= scored_record(
+        module,
+        test,
+        monitor=cfg.task.monitor,
+        best_val=float(best_score) if best_score is not None else None,
+        best_checkpoint=best_path,
+        resumed_from=cfg.get("ckpt_path"),
+        epochs_trained=trainer.current_epoch,
+        steps_trained=trainer.global_step,
+        train_time_s=train_time,
+        test_time_s=history.seconds["test"] if history and test else test_wall,
+        fit_wall_s=fit_wall,
+        test_wall_s=test_wall,
+        history=epochs,
+        train_loss_steps=steps,
         **(analysis.results if analysis and test else {}),
-        **environment(),
-        "config": module.hparams["config"],
-    }
+    )
     if test:
         log_hparams(trainer, cfg, metrics)
     return metrics, {"datamodule": datamodule, "module": module, "trainer": trainer}

@@ -20,6 +20,7 @@ from torchmetrics import MeanMetric, MetricCollection
 from seqnets.errors import check_real
 from seqnets.models.backbone import RecurrentBackbone
 from seqnets.models.objectives import Batch, Objective
+from seqnets.runtime import environment
 
 log = logging.getLogger(__name__)
 
@@ -257,6 +258,27 @@ def logged_scores(results: dict[str, Any]) -> dict[str, float]:
     """What ``trainer.test`` returns, as plain numbers. (Runs made before 0.2 also logged
     the "step" and "epoch" axes: not scores.)"""
     return {key: float(value) for key, value in results.items() if key not in ("step", "epoch")}
+
+
+def scored_record(
+    module: SequenceModule, test: dict[str, Any], config: Any = None, **more: Any
+) -> dict[str, Any]:
+    """The run record (``metrics.json``) of a scored network, as training and ``evaluate``
+    both write it, so that every reader (the report, ``summarize``, the demo) finds the same
+    keys: what the network is (task, cell, size, seed, parameters, ``config``: the module's
+    own unless given), its test scores, ``more``, and the machine that scored it."""
+    config = module.hparams["config"] if config is None else config
+    return {
+        "task": config["task"]["name"],
+        "cell": config["model"]["cell"],
+        "hidden": config["model"]["hidden"],
+        "seed": config["seed"],
+        "test": logged_scores(test),
+        "num_parameters": sum(p.numel() for p in module.parameters()),
+        **more,
+        **environment(),
+        "config": config,
+    }
 
 
 def gather_ragged(module: L.LightningModule, values: torch.Tensor) -> torch.Tensor:
