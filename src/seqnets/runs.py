@@ -469,6 +469,4 @@ def how(job_record: dict[str, Any]) -> str | None:
 
 def tally(job_dirs: list[Path]) -> Counter:
     """How many of these sweep jobs were reused, resumed, trained."""
-    return Counter(
-        h for d in job_dirs if (h := how(records.read_run(d.resolve(), follow=False)))
-    )
+    return Counter(h for d in job_dirs if (h := how(records.read_run(d.resolve(), follow=False))))

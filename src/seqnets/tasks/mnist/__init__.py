@@ -20,6 +20,7 @@ from seqnets.data.remember import NUM_DIGITS
 from seqnets.scoring import forward_batch, predict_batch, readout_by_step
 from seqnets.tasks.analysis import BIDIRECTIONAL_NOTE
 from seqnets.tasks.base import Task
+from seqnets.tasks.inside_figures import mnist_rows_figure, mnist_settle_figure
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -59,8 +60,8 @@ class MNIST(Task):
         test = datamodule.splits["test"]
         rows = row_by_row(module, test["x"][:2000], test["y"][:2000], datamodule.normalize)
         if rows["note"] is None:
-            figures["mnist_rows"] = plots.mnist_rows_figure(rows, f"{model}: reading row by row")
-            figures["mnist_settle"] = plots.mnist_settle_figure(
+            figures["mnist_rows"] = mnist_rows_figure(rows, f"{model}: reading row by row")
+            figures["mnist_settle"] = mnist_settle_figure(
                 rows, f"{model}: row from which the answer stays right"
             )
         return {"rows": rows}, figures
