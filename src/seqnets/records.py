@@ -31,7 +31,7 @@ COMPLETED, DIVERGED, FAILED, INTERRUPTED, INVALID = (
 UNFINISHED = "unfinished"
 # A record that cannot be read (truncated, not JSON, not an object): the run may have finished.
 UNREADABLE = "unreadable"
-# A sweep job that found its run already done (``seqnets.runs``): its record names that run.
+# A sweep job that found its run already done (``seqnets.reuse``): its record names that run.
 REUSED = "reused"
 # What a run writes into its directory; a failed run's directory is cleared of these only.
 RUN_ENTRIES = (
@@ -59,7 +59,7 @@ VOLATILE = (
     "steps_per_call",
     "loop",
     "ckpt_path",
-    "sweep",  # how a sweep finds, claims and resumes runs (seqnets.runs), not what they compute
+    "sweep",  # how a sweep finds, claims and resumes runs (seqnets.reuse), not what they compute
     "callbacks.progress_bar",
     "callbacks.lr_monitor",  # what TensorBoard shows of the learning rate
     "callbacks.timer",  # a Timer without a duration, in every run made before 0.2

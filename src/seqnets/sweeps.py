@@ -23,7 +23,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from seqnets import records, runs, signals
+from seqnets import records, reuse, signals
 from seqnets.checkpoints import load_checkpoint, run_config
 from seqnets.checks import check_config
 from seqnets.errors import EXIT_FAILED, EXIT_USAGE, ConfigError, exit_usage
@@ -56,7 +56,7 @@ class RunGuard(Callback):
         overrides = list(config.hydra.overrides.task)
         try:
             check_config(run_config(config, overrides), overrides)
-            runs.check_settings(config)
+            reuse.check_settings(config)
             _check_own_dir(config, Path(config.hydra.run.dir))
         except ConfigError as error:
             exit_usage(str(error))
@@ -80,7 +80,7 @@ class RunGuard(Callback):
             job = loader.load_sweep_config(master_config=config, sweep_overrides=list(overrides))
             try:
                 check_config(run_config(job, list(overrides)), overrides, multirun=True)
-                runs.check_settings(job)
+                reuse.check_settings(job)
                 with open_dict(job):
                     job.hydra.job.num = number
                 _check_own_dir(job, Path(job.hydra.sweep.dir) / job.hydra.sweep.subdir)
@@ -102,12 +102,12 @@ class RunGuard(Callback):
 def _check_own_dir(config: DictConfig, run_dir: Path) -> None:
     """A job's directory that already holds a run (a fixed ``hydra.run.dir`` or
     ``hydra.sweep.dir`` used again) is refused before Hydra writes into it, unless the job
-    continues or reuses that very run (``runs.occupant``)."""
+    continues or reuses that very run (``reuse.occupant``)."""
     if not run_dir.is_dir() or config.get("ckpt_path"):
         return
-    ident = runs.job_identity(config, run_dir)
-    reuse = bool(OmegaConf.select(config, "sweep.resume", default=False))
-    why = runs.occupant(run_dir, ident, reuse=reuse)
+    ident = reuse.job_identity(config, run_dir)
+    resume = bool(OmegaConf.select(config, "sweep.resume", default=False))
+    why = reuse.occupant(run_dir, ident, reuse=resume)
     if why is not None:
         raise ConfigError(why)
 
@@ -132,10 +132,10 @@ def summary(sweep_dir: Path) -> tuple[list[str], int]:
     results = [records.read_run(d) for d in dirs]  # a reused job: the run it reused
     pairs = zip(dirs, results, strict=True)
     bad = [(d, run) for d, run in pairs if run["status"] != records.COMPLETED]
-    done = runs.tally(dirs)
+    done = reuse.count_outcomes(dirs)
     lines = [
         f"sweep finished: {len(results) - len(bad)} of {len(results)} jobs completed; "
-        f"{done[runs.REUSED]} reused, {done[runs.RESUMED]} resumed, {done[runs.TRAINED]} "
+        f"{done[reuse.REUSED]} reused, {done[reuse.RESUMED]} resumed, {done[reuse.TRAINED]} "
         f"trained, {len(bad)} not completed ({sweep_dir})"
     ]
     for job_dir, run in bad:

@@ -30,7 +30,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, Progress
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig
 
-from seqnets import CONF_DIR, cost, records, runs, signals, sweeps
+from seqnets import CONF_DIR, cost, records, reuse, signals, sweeps
 from seqnets.callbacks import Analysis, History, InterruptCheckpoint, first_of_type
 from seqnets.checkpoints import run_config
 from seqnets.checks import check_config, warn_long_training
@@ -224,7 +224,7 @@ def run(cfg: DictConfig, continuing: bool = False) -> float | None:
 
     In a sweep a failed job returns None instead of exiting, so the other jobs still run and
     the sweep's closing summary lists it. ``continuing``: ``cfg`` is already the run's own
-    config and ``cfg.ckpt_path`` a checkpoint of it (a resumed sweep job, ``seqnets.runs``).
+    config and ``cfg.ckpt_path`` a checkpoint of it (a resumed sweep job, ``seqnets.reuse``).
     """
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
@@ -291,7 +291,7 @@ def run(cfg: DictConfig, continuing: bool = False) -> float | None:
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 @records.entry_point
 def main(cfg: DictConfig) -> float | None:
-    return runs.job(cfg, run)  # with sweep.resume: reused, resumed or trained, under a claim
+    return reuse.job(cfg, run)  # with sweep.resume: reused, resumed or trained, under a claim
 
 
 if __name__ == "__main__":

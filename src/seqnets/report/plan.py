@@ -2,7 +2,7 @@
 
 A report run is an experiment config and a seed; what makes two runs the same (their
 identity), finding them and training them without ever training one twice is
-``seqnets.runs``, shared with the sweeps of ``python -m seqnets.train -m``. A completed run
+``seqnets.reuse``, shared with the sweeps of ``python -m seqnets.train -m``. A completed run
 under ``outputs/`` with the planned identity is reused, so an interrupted build resumes where
 it stopped and a second build with nothing changed trains nothing. The missing runs are
 trained through the same CLI a user types, as Hydra multiruns (the joblib launcher runs jobs
@@ -25,7 +25,7 @@ from typing import Any
 from hydra import compose
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from seqnets import CONF_DIR, records, runs
+from seqnets import CONF_DIR, records, reuse
 from seqnets.cost import run_minutes
 from seqnets.runtime import Progress
 from seqnets.tasks import task_of
@@ -53,7 +53,7 @@ def planned_config(overrides: list[str]) -> dict[str, Any]:
     placeholder), composed with the report's own Hydra."""
     cfg = compose(config_name="train", overrides=overrides)
     with open_dict(cfg):
-        cfg.paths.output_dir = runs.RUN
+        cfg.paths.output_dir = reuse.RUN
     return OmegaConf.to_container(cfg, resolve=True)
 
 
@@ -85,7 +85,7 @@ def make_plan(cfg: DictConfig) -> list[Planned]:
                 overrides = [f"experiment={experiment}", f"seed={seed}", *budget(cfg)]
                 config = planned_config(overrides)
                 plan.append(
-                    Planned(section, experiment, seed, runs.identity(config), config=config)
+                    Planned(section, experiment, seed, reuse.identity(config), config=config)
                 )
     return plan
 
@@ -100,17 +100,17 @@ def find_done(plan: list[Planned], roots: list[Path]) -> list[dict[str, Any]]:
     completed or diverged (a diverged run is a result: the same seed would diverge again),
     else the newest other (failed, unfinished), so the report can say so. Returns every run
     read."""
-    by_identity, seen = runs.index(roots)
+    by_identity, seen = reuse.index(roots)
     for item in plan:
         candidates = by_identity.get(item.identity, [])
         final = [r for r in candidates if is_final(r)]
-        item.run = runs.newest(final) or runs.newest(candidates)
+        item.run = reuse.newest(final) or reuse.newest(candidates)
     return seen
 
 
 # The statuses that are a report's results; a run found failed is trained again.
 FINAL = (records.COMPLETED, records.DIVERGED)
-RETRAIN = tuple(status for status in runs.RESULTS if status not in FINAL)
+RETRAIN = tuple(status for status in reuse.RESULTS if status not in FINAL)
 
 
 def is_final(record: dict[str, Any]) -> bool:
@@ -181,7 +181,7 @@ def train_missing(cfg: DictConfig, plan: list[Planned], log_path: Path, say: Any
                     finished.add(run_dir)
                     record = records.read_run(run_dir)
                     config = record["config"]
-                    item = by_identity.get(runs.identity(config)) if config else None
+                    item = by_identity.get(reuse.identity(config)) if config else None
                     clock.advance(item.cost if item else 0.0)
                     runs_done += 1
                     say(progress_line(clock, (runs_done, len(missing)), record, sweep_dir))
@@ -190,7 +190,7 @@ def train_missing(cfg: DictConfig, plan: list[Planned], log_path: Path, say: Any
                 time.sleep(2)
         if process.returncode not in (0, 1):  # 1: some jobs failed, which the report shows
             raise SystemExit(process.returncode)
-        done += runs.tally(records.run_dirs(sweep_dir))
+        done += reuse.count_outcomes(records.run_dirs(sweep_dir))
     return done
 
 
