@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from seqnets.demo.runs import Run, best_per_task, find_runs, from_checkpoint
+from seqnets.demo.catalog import Run, best_per_task, find_runs, from_checkpoint
 from seqnets.demo.serving import CHROMIUM, CHROMIUM_ARGS, demo_server
 from seqnets.errors import EXIT_USAGE, ConfigError, check_int
 

@@ -25,7 +25,7 @@ pytest.importorskip("gradio", reason="the demo's extra is not installed: pip ins
 
 from seqnets.data.images import ImageError
 from seqnets.demo import answers
-from seqnets.demo.runs import best_per_task, find_runs
+from seqnets.demo.catalog import best_per_task, find_runs
 from seqnets.demo.serving import CHROMIUM, CHROMIUM_ARGS, demo_server
 from seqnets.errors import ConfigError
 

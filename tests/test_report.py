@@ -289,7 +289,7 @@ class Adding(Task):
 
     name = "adding"
     title = "Adding two marked numbers"
-    knobs = ("max_len",)
+    setting_keys = ("max_len",)
 
 
 def adding_run(seed: int, hidden: int, acc: float) -> dict:

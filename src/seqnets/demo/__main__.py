@@ -19,7 +19,7 @@ import torch
 from omegaconf import DictConfig
 
 from seqnets import CONF_DIR, records
-from seqnets.demo.runs import TASKS, Run, best_per_task, find_runs, from_checkpoint
+from seqnets.demo.catalog import TASKS, Run, best_per_task, find_runs, from_checkpoint
 from seqnets.errors import ConfigError, check_choice, check_int
 from seqnets.runtime import resolve_threads
 from seqnets.sweeps import cli

@@ -22,7 +22,7 @@ from seqnets.checkpoints import load_checkpoint, rebuild
 from seqnets.data.binary_add import encode_sum
 from seqnets.data.images import ImageError, image_ink, prepare, to_mnist
 from seqnets.data.remember import encode_digits
-from seqnets.demo.runs import Run
+from seqnets.demo.catalog import Run
 from seqnets.errors import ConfigError
 from seqnets.models.module import SequenceModule
 from seqnets.scoring import readout_by_step

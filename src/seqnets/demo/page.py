@@ -19,7 +19,7 @@ from PIL import Image
 
 from seqnets.demo import answers, figures
 from seqnets.demo.answers import Models
-from seqnets.demo.runs import Run
+from seqnets.demo.catalog import Run
 from seqnets.errors import ConfigError
 
 log = logging.getLogger(__name__)

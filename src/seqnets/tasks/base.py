@@ -30,7 +30,7 @@ class Task:
     checkpoint's or a run record's, resolved), so a task object can be made for any run.
 
     Subclasses set ``name`` (the registry's key and ``task.name``), ``title`` (the report's
-    heading) and ``knobs`` (the task settings that set its runs apart in tables), and
+    heading) and ``setting_keys`` (the task settings that set its runs apart in tables), and
     override what they need:
 
     - ``predict(module, datamodule, value)``: a user's own input (``input=`` of
@@ -44,7 +44,7 @@ class Task:
 
     name: ClassVar[str] = "task"
     title: ClassVar[str] = "task"
-    knobs: ClassVar[tuple[str, ...]] = ()
+    setting_keys: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: Mapping[str, Any] | DictConfig) -> None:
         if isinstance(config, DictConfig):
@@ -57,8 +57,8 @@ class Task:
         return instantiate({**self.config["datamodule"], **changes})
 
     def setting(self) -> dict[str, Any]:
-        """The values of ``knobs`` this config has: what sets a run apart in a table."""
-        return {k: self.config[k] for k in self.knobs if k in self.config}
+        """The values of ``setting_keys`` this config has: what sets a run apart in a table."""
+        return {k: self.config[k] for k in self.setting_keys if k in self.config}
 
     # -- a user's own input -------------------------------------------------------------------
     def predict(

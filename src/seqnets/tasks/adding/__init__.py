@@ -33,7 +33,7 @@ CONSTANT_MSE = 2 / 12
 class Adding(Task):
     name = "adding"
     title = "The adding problem"
-    knobs = ("train_len",)
+    setting_keys = ("train_len",)
 
     def predict(self, module: Any, datamodule: Any, value: Any) -> dict[str, Any]:
         rows = []

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 class BinaryAdd(Task):
     name = "binary_add"
     title = "Binary addition"
-    knobs = ("train_len", "loss")
+    setting_keys = ("train_len", "loss")
 
     def predict(self, module: Any, datamodule: Any, value: Any) -> dict[str, Any]:
         return predict_sums(module, datamodule, value)

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 class Remember(Task):
     name = "remember"
     title = "Remember the digit at index K"
-    knobs = ("K",)
+    setting_keys = ("K",)
 
     def predict(self, module: Any, datamodule: Any, value: Any) -> dict[str, Any]:
         return predict_digits(module, datamodule, value)
