@@ -108,8 +108,12 @@ class SequenceModule(L.LightningModule):
         return metrics.clone(prefix=f"{stage}/")
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits: (batch, outputs) for last-step readouts, (batch, steps, outputs) otherwise."""
-        outputs, final = self.backbone(x, lengths)
+        """Logits: (batch, outputs) for last-step readouts, (batch, steps, outputs) otherwise.
+
+        The input takes the weights' dtype: Lightning's true-precision plugins (``bf16-true``,
+        ``64-true``) convert the batches a loader yields, but a DataModule that makes floats
+        after the transfer (MNIST normalises its bytes on the device) still makes float32."""
+        outputs, final = self.backbone(x.to(self.dtype), lengths)
         return self.readout(final if self.objective.readout == "last" else outputs)
 
     def l2_penalty(self) -> torch.Tensor:
