@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from demo_server import CHROMIUM, CHROMIUM_ARGS, demo_server  # beside this file
 from PIL import Image
 
 from seqnets.demo.catalog import Run, best_per_task, find_runs, from_checkpoint
-from seqnets.demo.serving import CHROMIUM, CHROMIUM_ARGS, demo_server
 from seqnets.errors import EXIT_USAGE, ConfigError, check_int
 
 USAGE = "python benchmarks/demo_timing.py [ckpt_path=<mnist run dir or .ckpt>] [repeats=3]"
