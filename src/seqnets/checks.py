@@ -64,7 +64,7 @@ REFUSED_TRAINER_ARGS: dict[str, tuple[Any, str]] = {
     "barebones": (
         False,
         "barebones mode turns off the logging and checkpoints every run records its "
-        "metrics with (time raw training speed with python -m seqnets.bench)",
+        "metrics with (time raw training speed with make bench)",
     ),
     "model_registry": (
         None,
