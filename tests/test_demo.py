@@ -23,10 +23,10 @@ from tests.conftest import DATA_DIR, HAS_MNIST, REQUIRE_DATA, cli_in_process, ti
 
 pytest.importorskip("gradio", reason="the demo's extra is not installed: pip install -e '.[demo]'")
 
+from benchmarks.demo_server import CHROMIUM, CHROMIUM_ARGS, demo_server
 from seqnets.data.images import ImageError
 from seqnets.demo import answers
-from seqnets.demo.runs import best_per_task, find_runs
-from seqnets.demo.serving import CHROMIUM, CHROMIUM_ARGS, demo_server
+from seqnets.demo.catalog import best_per_task, find_runs
 from seqnets.errors import ConfigError
 
 # The cheapest binary_add recipe that adds 263604+493034 exactly for seed 0 (7 epochs were

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from seqnets.report import stats as report_stats
 from seqnets.report.plan import Planned, experiments_of
 from seqnets.report.render import render_all
+from seqnets.reportkit import stats as report_stats
 from seqnets.tasks.base import Task
 from seqnets.tasks.mnist import report as mnist_report
 from tests.conftest import CONF, DATA_DIR, needs_mnist
@@ -289,7 +289,7 @@ class Adding(Task):
 
     name = "adding"
     title = "Adding two marked numbers"
-    knobs = ("max_len",)
+    setting_keys = ("max_len",)
 
 
 def adding_run(seed: int, hidden: int, acc: float) -> dict:
@@ -313,7 +313,7 @@ def adding_run(seed: int, hidden: int, acc: float) -> dict:
 
 def test_a_task_without_its_own_report_gets_the_generic_section(tmp_path):
     plan = [
-        Planned("adding", f"adding/h{h}", s, f"id{h}{s}", 0.0, run=adding_run(s, h, acc + s / 100))
+        Planned("adding", f"adding/h{h}", s, f"id{h}{s}", run=adding_run(s, h, acc + s / 100))
         for h, acc in ((4, 0.5), (8, 0.9))
         for s in (0, 1)
     ]

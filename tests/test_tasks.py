@@ -26,7 +26,7 @@ def test_every_registered_task_has_a_config_and_a_complete_class(name):
     assert cfg.task.name == name
     task = task_of(cfg.task)
     assert type(task) is cls
-    assert set(task.knobs) <= set(cfg.task), "knobs name settings of the task's config"
+    assert set(task.setting_keys) <= set(cfg.task), "settings of the task's config"
     assert task.datamodule().name == name
 
 

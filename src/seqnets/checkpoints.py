@@ -172,7 +172,7 @@ def resume_config(cfg: DictConfig, overrides: list[str], finished_ok: bool = Fal
     from seqnets.checks import CONFIG_GROUPS
 
     file, checkpoint = load_checkpoint(cfg.ckpt_path, prefer="last")
-    stored = checkpoint["hyper_parameters"]["config"]
+    stored = records.current_targets(checkpoint["hyper_parameters"]["config"])
     old_paths = stored.get("paths", {})
     stored = records.reanchor(stored, old_paths.get("output_dir", ""), "${paths.output_dir}")
     stored = records.reanchor(stored, old_paths.get("data_dir", ""), "${paths.data_dir}")

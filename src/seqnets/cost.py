@@ -21,6 +21,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from seqnets.data.batching import limited_batches
 from seqnets.errors import ConfigError
 
 # The probe: batches of at most PROBE_BATCH sequences (per-sequence cost only falls with
@@ -64,19 +65,14 @@ def _timed(model_yaml: str, num_features: int, batch: int) -> tuple[float, float
         torch.set_num_threads(threads)
 
 
-def _limited(limit: Any, full: int) -> int:
-    """Lightning's reading of ``limit_train_batches``: a count, or a fraction of ``full``."""
-    if limit is None:
-        return full
-    return min(full, limit) if isinstance(limit, int) else int(full * limit)
-
-
 def run_minutes(cfg: DictConfig, datamodule: Any) -> tuple[float, float]:
-    """Estimated minutes of a run's training and of its test analysis's length study."""
+    """Estimated minutes of a run's training and of its test analysis's length study: the
+    run's budget check, its log line, and the report's job order and first estimate of the
+    time left."""
     _, trained = step_seconds(cfg.model, datamodule.num_features, datamodule.batch_size)
     scored, _ = step_seconds(cfg.model, datamodule.num_features, datamodule.eval_batch_size)
     batches, longest = datamodule.train_work()
-    batches = _limited(cfg.trainer.get("limit_train_batches"), batches)
+    batches = limited_batches(cfg.trainer.get("limit_train_batches"), batches)
     steps = batches * cfg.trainer.max_epochs
     if (cfg.trainer.get("max_steps") or -1) > 0:
         steps = min(steps, cfg.trainer.max_steps)

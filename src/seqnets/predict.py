@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from seqnets import CONF_DIR, records
 from seqnets.checkpoints import load_checkpoint, rebuild
-from seqnets.errors import EXIT_USAGE, ConfigError
+from seqnets.errors import EXIT_USAGE
 from seqnets.runtime import resolve_threads
 from seqnets.sweeps import cli
 from seqnets.tasks import Task, task_of
@@ -47,15 +47,10 @@ def predict(cfg: DictConfig) -> tuple[dict[str, Any], Any, Task]:
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="predict")
-@records.exits_on_write_fault
+@records.entry_point
 def main(cfg: DictConfig) -> None:
     out = Path(cfg.paths.output_dir)
-    try:
-        result, figure, task = predict(cfg)
-    except ConfigError as error:
-        records.discard_run_dir(out)
-        sys.stderr.write(f"seqnets: error: {error}\n")
-        sys.exit(EXIT_USAGE)
+    result, figure, task = predict(cfg)
     records.write_metrics(out, result, name="predictions.json")
     text = task.markdown(result)
     (out / "predictions.md").write_text(text)

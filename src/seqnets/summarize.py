@@ -21,7 +21,7 @@ from seqnets.models.backbone import describe_model
 from seqnets.tasks import task_of
 
 LENGTHS = (20, 50, 100)
-# Overrides already shown in other columns (besides the task's own knobs, ``Task.knobs``).
+# Overrides already shown in other columns (besides the task's own, ``Task.setting_keys``).
 SHOWN_ELSEWHERE = {"task", "model", "seed", "experiment", "l2"} | {
     f"model.{k}" for k in ("cell", "hidden", "num_layers", "bidirectional")
 }
@@ -39,14 +39,14 @@ def load_runs(paths: list[Path]) -> list[dict[str, Any]]:
 
 
 def setting(run: dict[str, Any]) -> str:
-    """What sets a run apart besides task, model and seed: the task's own knobs, L2, and any
+    """What sets a run apart besides task, model and seed: the task's own settings, L2, and any
     other command-line override (so runs differing in, say, ``task.lr`` never share a row of
     the mean-over-seeds table)."""
     cfg = run["config"]
-    knobs = task_setting(cfg["task"])
-    parts = [f"{k}={v}" for k, v in knobs.items()]
+    settings = task_setting(cfg["task"])
+    parts = [f"{k}={v}" for k, v in settings.items()]
     parts += [f"l2={cfg['l2']}"] if cfg["l2"] else []
-    shown = SHOWN_ELSEWHERE | {f"task.{k}" for k in knobs}
+    shown = SHOWN_ELSEWHERE | {f"task.{k}" for k in settings}
     overrides = Path(run["dir"]) / ".hydra" / "overrides.yaml"
     if overrides.exists():
         for line in yaml.safe_load(overrides.read_text()) or []:
@@ -58,8 +58,8 @@ def setting(run: dict[str, Any]) -> str:
 
 
 def task_setting(task: dict[str, Any]) -> dict[str, Any]:
-    """The task's own knobs (``Task.knobs``) and their values; none for a run whose task
-    class cannot be found here (a task defined in a module not on this path)."""
+    """The task's own settings (``Task.setting_keys``) and their values; none for a run whose
+    task class cannot be found here (a task defined in a module not on this path)."""
     try:
         return task_of(task).setting()
     except ConfigError:

@@ -22,6 +22,15 @@ from torch.utils.data import Sampler
 Batch = dict[str, torch.Tensor]
 
 
+def limited_batches(limit: int | float | None, full: int) -> int:
+    """Lightning's reading of ``trainer.limit_train_batches``: None for all ``full``
+    batches, an int for at most that many, a float for that fraction of them. The one
+    reading that the training loader and the cost estimate share."""
+    if limit is None:
+        return full
+    return min(full, limit) if isinstance(limit, int) else int(full * limit)
+
+
 def epoch_seed(seed: int, epoch: int) -> int:
     """A distinct, reproducible seed per (seed, epoch)."""
     return (seed * 1_000_003 + epoch) % (2**63)

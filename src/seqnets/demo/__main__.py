@@ -18,9 +18,9 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from seqnets import CONF_DIR
-from seqnets.demo.runs import TASKS, Run, best_per_task, find_runs, from_checkpoint
-from seqnets.errors import EXIT_USAGE, ConfigError, check_choice, check_int
+from seqnets import CONF_DIR, records
+from seqnets.demo.catalog import TASKS, Run, best_per_task, find_runs, from_checkpoint
+from seqnets.errors import ConfigError, check_choice, check_int
 from seqnets.runtime import resolve_threads
 from seqnets.sweeps import cli
 
@@ -147,17 +147,14 @@ def quiet_when_idle(page: Any) -> None:
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="demo")
+@records.entry_point
 def main(cfg: DictConfig) -> None:
-    try:
-        check(cfg)
+    check(cfg)
+    runs, defaults = gather(cfg)
+    missing = [task for task in TASKS if task not in defaults]
+    if missing and offer_training(cfg, missing):
         runs, defaults = gather(cfg)
-        missing = [task for task in TASKS if task not in defaults]
-        if missing and offer_training(cfg, missing):
-            runs, defaults = gather(cfg)
-        serve(cfg, runs, defaults)
-    except ConfigError as error:
-        sys.stderr.write(f"seqnets: error: {error}\n")
-        sys.exit(EXIT_USAGE)
+    serve(cfg, runs, defaults)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ user's input and how it got there, as plain numbers.
 Each answer goes through the code the command line uses, so the page and ``predict`` agree
 on every answer and every refusal: the tasks' parsing of digit lists and sums (their
 ``Task.predict`` and its one-line messages), the own-handwriting pipeline of
-:mod:`seqnets.data.images`, the per-step readouts of :mod:`seqnets.inside` and the carry
+:mod:`seqnets.data.images`, the per-step readouts (``scoring.readout_by_step``) and the carry
 states of the binary-add task (``seqnets.tasks.binary_add``). A bad input raises
 ``ConfigError`` with the same line ``predict`` prints; the page shows it as it is.
 """
@@ -18,14 +18,14 @@ from typing import Any
 
 from PIL import Image
 
-from seqnets import inside
 from seqnets.checkpoints import load_checkpoint, rebuild
 from seqnets.data.binary_add import encode_sum
 from seqnets.data.images import ImageError, image_ink, prepare, to_mnist
 from seqnets.data.remember import encode_digits
-from seqnets.demo.runs import Run
+from seqnets.demo.catalog import Run
 from seqnets.errors import ConfigError
 from seqnets.models.module import SequenceModule
+from seqnets.scoring import readout_by_step
 from seqnets.tasks.binary_add import (
     carry_correlation,
     carry_states,
@@ -105,7 +105,7 @@ def read_digit(loaded: Loaded, drawing: Image.Image | None, upload: str | None) 
     rows = None
     if loaded.per_step:
         x = loaded.datamodule.normalize(images)
-        rows = inside.readout_by_step(loaded.module, x)[1].softmax(-1)[0].cpu()
+        rows = readout_by_step(loaded.module, x)[1].softmax(-1)[0].cpu()
     return {
         "image": images[0],
         "probs": probs.tolist(),
@@ -175,7 +175,7 @@ def remember(loaded: Loaded, text: str, max_len: int) -> dict:
     steps = None
     if loaded.per_step:
         x = encode_digits([row["sequence"]])["x"]
-        steps = inside.readout_by_step(loaded.module, x)[1].softmax(-1)[0].cpu().tolist()
+        steps = readout_by_step(loaded.module, x)[1].softmax(-1)[0].cpu().tolist()
     probs = steps[-1] if steps else None
     return {**row, "steps": steps, "confidence": probs[row["pred"]] if probs else None}
 

@@ -19,7 +19,7 @@ from PIL import Image
 
 from seqnets.demo import answers, figures
 from seqnets.demo.answers import Models
-from seqnets.demo.runs import Run
+from seqnets.demo.catalog import Run
 from seqnets.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -153,7 +153,7 @@ def read_mnist(
 ) -> list[Any]:
     """The MNIST tab's answer to a drawing (Sketchpad's value) or an uploaded file: the text,
     the 28x28 image, the ten probabilities and the row-by-row picture. A function of its own
-    so that ``seqnets.demo.timing`` times what the server runs, without the page."""
+    so that ``benchmarks/demo_timing.py`` times what the server runs, without the page."""
     composite = drawing.get("composite") if isinstance(drawing, dict) else drawing
     if composite is None and not file:  # a run picked before anything was drawn
         return [PROMPT, None, None, None]

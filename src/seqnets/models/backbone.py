@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from seqnets.errors import check_bool, check_choice, check_int, check_real
+from seqnets.errors import ConfigError, check_bool, check_choice, check_int, check_real
 from seqnets.models.cells import CELLS, Cell
 
 __all__ = ["CELLS", "RecurrentBackbone", "describe_model", "parameter_count"]
+
+# Parameters, gradients and Adam's two moments, in float32.
+BYTES_PER_PARAMETER = 16
 
 
 def describe_model(cell: str, hidden: int, num_layers: int = 1, bidirectional: bool = False) -> str:
@@ -78,14 +83,9 @@ class RecurrentBackbone(nn.Module):
         orthogonal: bool = True,
     ) -> None:
         super().__init__()
-        self.cell = check_choice("model.cell", cell, tuple(CELLS))
-        self.hidden = check_int("model.hidden", hidden, 1)
-        self.num_layers = check_int("model.num_layers", num_layers, 1)
-        check_int("input_size", input_size, 1)
-        dropout = check_real("model.dropout", dropout, 0.0, 1.0, high_open=True)
-        forget_bias = check_real("model.forget_bias", forget_bias)
-        check_bool("model.orthogonal", orthogonal)
-        self.bidirectional = check_bool("model.bidirectional", bidirectional)
+        self.cell, self.hidden, self.num_layers, self.bidirectional = self.check_arguments(
+            input_size, cell, hidden, num_layers, bidirectional, dropout, forget_bias, orthogonal
+        )
         self.num_directions = 2 if self.bidirectional else 1
         self.output_size = self.hidden * self.num_directions
         self.rnn: Cell = CELLS[cell](
@@ -99,6 +99,41 @@ class RecurrentBackbone(nn.Module):
         )
         # The cell's own initialisation: see each cell's init_weights.
         self.rnn.init_weights(forget_bias=forget_bias, orthogonal=orthogonal)
+
+    @staticmethod
+    def check_arguments(
+        input_size: int,
+        cell: str = "lstm",
+        hidden: int = 128,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        forget_bias: float = 1.0,
+        orthogonal: bool = True,
+    ) -> tuple[str, int, int, bool]:
+        """The constructor's arguments checked, without building anything: the config check
+        calls it before any work, the constructor again. A network too large for this
+        machine's memory (parameters, gradients and Adam's state over half of it) is refused
+        here rather than by the kernel's out-of-memory killer. Returns (cell, hidden, layers,
+        bidirectional)."""
+        cell = check_choice("model.cell", cell, tuple(CELLS))
+        hidden = check_int("model.hidden", hidden, 1)
+        num_layers = check_int("model.num_layers", num_layers, 1)
+        check_int("input_size", input_size, 1)
+        check_real("model.dropout", dropout, 0.0, 1.0, high_open=True)
+        check_real("model.forget_bias", forget_bias)
+        check_bool("model.orthogonal", orthogonal)
+        bidirectional = check_bool("model.bidirectional", bidirectional)
+        params = parameter_count(input_size, cell, hidden, num_layers, bidirectional)
+        need = params * BYTES_PER_PARAMETER
+        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        if need > have / 2:
+            raise ConfigError(
+                f"model.hidden={hidden} (x{num_layers} layers) is not allowed here: {params:,} "
+                f"parameters need about {need / 2**30:,.1f} GiB with their gradients and "
+                f"Adam's state, more than half of this machine's {have / 2**30:.0f} GiB"
+            )
+        return cell, hidden, num_layers, bidirectional
 
     def describe(self) -> str:
         """A short name for titles, e.g. ``bilstm h=128 x2``."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -77,23 +77,9 @@ class PyTorchCell(Cell):
     to ``nn.RNN``/``nn.LSTM``/``nn.GRU``, which come after this class in each wrapper's
     bases) and their initialisation."""
 
-    def __init__(
-        self,
-        input_size: int,
-        hidden: int,
-        num_layers: int = 1,
-        bidirectional: bool = False,
-        dropout: float = 0.0,
-        batch_first: bool = True,
-    ) -> None:
-        super().__init__(
-            input_size,
-            hidden,
-            num_layers=num_layers,
-            bidirectional=bidirectional,
-            dropout=dropout,
-            batch_first=batch_first,
-        )
+    def __init__(self, input_size: int, hidden: int, batch_first: bool = True, **options: Any):
+        # ``options``: the contract's num_layers, bidirectional and dropout, PyTorch's names.
+        super().__init__(input_size, hidden, batch_first=batch_first, **options)
 
     @torch.no_grad()
     def init_weights(self, forget_bias: float = 1.0, orthogonal: bool = True) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from seqnets import CONF_DIR, records, runs
+from seqnets import CONF_DIR, records, reuse
 from seqnets.report import plan as planning
 from seqnets.report.render import render_all
 from seqnets.runtime import environment
@@ -93,7 +93,7 @@ def build(cfg: DictConfig) -> Path:
 
     say(f"planning {', '.join(sections)} x seeds {list(cfg.seeds)}")
     plan = planning.make_plan(cfg)
-    roots = runs.roots(cfg.runs_dir)
+    roots = reuse.roots(cfg.runs_dir)
     planning.find_done(plan, roots)
     found = sum(planning.is_done(p) for p in plan)
     jobs = Counter()
@@ -111,8 +111,8 @@ def build(cfg: DictConfig) -> Path:
     info = {
         "date": datetime.now().strftime("%Y-%m-%d %H:%M"),
         "wall_s": time.monotonic() - start,
-        "trained": jobs[runs.TRAINED] + jobs[runs.RESUMED],
-        "reused": found + jobs[runs.REUSED],
+        "trained": jobs[reuse.TRAINED] + jobs[reuse.RESUMED],
+        "reused": found + jobs[reuse.REUSED],
         "machine": env["machine"],
         "versions": env["versions"],
         "commit": git_commit(),
@@ -141,16 +141,9 @@ def build(cfg: DictConfig) -> Path:
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="report")
-@records.exits_on_write_fault
+@records.entry_point
 def main(cfg: DictConfig) -> None:
-    from seqnets.errors import EXIT_USAGE, ConfigError
-
-    try:
-        build(cfg)
-    except ConfigError as error:
-        records.discard_run_dir(cfg.paths.output_dir)  # no report: leave no empty build
-        sys.stderr.write(f"seqnets: error: {error}\n")
-        sys.exit(EXIT_USAGE)
+    build(cfg)  # a ConfigError: no report, and no empty build left (records.entry_point)
 
 
 if __name__ == "__main__":

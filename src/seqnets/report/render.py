@@ -3,7 +3,7 @@
 
 Reads only the runs' files; trains nothing. Each section is its task's
 (``seqnets.tasks.task_of(config)``, found from the section's own runs' configs): its
-``report_section`` (the task's ``report.py``, else ``seqnets.report.generic``) writes the
+``report_section`` (the task's ``report.py``, else ``seqnets.reportkit.generic``) writes the
 tables, observations and figures, its ``report_inside`` the inside subsection. Nothing here
 names a task.
 """
@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from seqnets.report.document import Document
-from seqnets.report.generic import best_of
-from seqnets.report.stats import Row
+from seqnets.reportkit.document import Document
+from seqnets.reportkit.generic import best_of
+from seqnets.reportkit.stats import Row
 from seqnets.tasks import task_class, task_of
 from seqnets.tasks.base import Task
 

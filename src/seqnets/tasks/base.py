@@ -4,14 +4,14 @@ measure inside a trained network, and its report section.
 Training needs only the task's config (``conf/task/<name>.yaml``: a DataModule and an
 objective, each named by ``_target_``). Everything else that differs between tasks lives in
 one :class:`Task` subclass, found by :func:`seqnets.tasks.task_of` from the same config, so
-that ``predict``, ``evaluate``, ``inside``, ``summarize``, the report and the bench call the
+that ``predict``, ``evaluate``, ``inside``, ``summarize``, and the report call the
 task instead of branching on its name. Every method has a default that works for any task,
 so a new task starts with its DataModule and config alone and adds methods as it grows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -30,7 +30,7 @@ class Task:
     checkpoint's or a run record's, resolved), so a task object can be made for any run.
 
     Subclasses set ``name`` (the registry's key and ``task.name``), ``title`` (the report's
-    heading) and ``knobs`` (the task settings that set its runs apart in tables), and
+    heading) and ``setting_keys`` (the task settings that set its runs apart in tables), and
     override what they need:
 
     - ``predict(module, datamodule, value)``: a user's own input (``input=`` of
@@ -38,16 +38,13 @@ class Task:
       one per item, each with ``text`` or ``error`` (a bad item never stops the others).
     - ``markdown(result)``: those rows as a person reads them.
     - ``inside(module, datamodule, generator)``: numbers and figures on what a trained
-      network keeps in its state (``seqnets.inside``).
+      network keeps in its state (``seqnets.tasks.analysis``).
     - ``report_section(...)``, ``report_inside(...)``: the task's part of the report.
     """
 
     name: ClassVar[str] = "task"
     title: ClassVar[str] = "task"
-    knobs: ClassVar[tuple[str, ...]] = ()
-    # ``python -m seqnets.bench``'s run of this task: overrides after ``task=<name>`` (none:
-    # the task is not benchmarked).
-    bench: ClassVar[tuple[str, ...]] = ()
+    setting_keys: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: Mapping[str, Any] | DictConfig) -> None:
         if isinstance(config, DictConfig):
@@ -60,8 +57,8 @@ class Task:
         return instantiate({**self.config["datamodule"], **changes})
 
     def setting(self) -> dict[str, Any]:
-        """The values of ``knobs`` this config has: what sets a run apart in a table."""
-        return {k: self.config[k] for k in self.knobs if k in self.config}
+        """The values of ``setting_keys`` this config has: what sets a run apart in a table."""
+        return {k: self.config[k] for k in self.setting_keys if k in self.config}
 
     # -- a user's own input -------------------------------------------------------------------
     def predict(
@@ -92,22 +89,28 @@ class Task:
         state; by default none, with a note saying so."""
         return {"note": f"no inside analysis for task {self.name!r}"}, {}
 
-    def reference_loop(self, data_dir: str) -> Callable[[], None] | None:
-        """One training step of a published reference loop for this task, for the bench to
-        time beside seqnets' (None: no reference published one)."""
+    # -- figures after testing (seqnets.tasks.analysis) -----------------------------------------
+    def sample_figure(self, batch: dict[str, torch.Tensor], preds: torch.Tensor) -> Figure | None:
+        """A picture of the fixed samples and their predictions, for tasks whose inputs are
+        pictures; None for the others."""
+        return None
+
+    def errors_figure(self, datamodule: TensorDataModule, pairs: list[dict]) -> Figure | None:
+        """The test inputs behind the most frequent mistakes (``pairs`` as made by
+        ``seqnets.tasks.analysis.confused_pairs``), for tasks whose inputs are pictures."""
         return None
 
     # -- the report -----------------------------------------------------------------------------
     def report_section(self, doc: Any, rows: list[Any], context: Any) -> None:
         """The task's section of the report, from its runs (``rows``: one per experiment,
         with its runs over the seeds); by default a table of every test score."""
-        from seqnets.report.generic import section
+        from seqnets.reportkit.generic import section
 
         section(self, doc, rows, context)
 
     def report_inside(self, doc: Any, row: Any) -> None:
         """The task's part of "Inside the networks", from one experiment's runs; by default
         the figures the run's test analysis drew."""
-        from seqnets.report.generic import inside
+        from seqnets.reportkit.generic import inside
 
         inside(self, doc, row)

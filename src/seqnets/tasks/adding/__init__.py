@@ -19,8 +19,8 @@ from omegaconf import OmegaConf
 
 from seqnets.data.adding import encode_sequence, make_adding_batch
 from seqnets.errors import ConfigError
-from seqnets.inside import BIDIRECTIONAL_NOTE, readout_by_step
-from seqnets.scoring import forward_batch
+from seqnets.scoring import forward_batch, readout_by_step
+from seqnets.tasks.analysis import BIDIRECTIONAL_NOTE
 from seqnets.tasks.base import Task
 
 if TYPE_CHECKING:
@@ -33,8 +33,7 @@ CONSTANT_MSE = 2 / 12
 class Adding(Task):
     name = "adding"
     title = "The adding problem"
-    bench = ("model=lstm", "model.hidden=64")
-    knobs = ("train_len",)
+    setting_keys = ("train_len",)
 
     def predict(self, module: Any, datamodule: Any, value: Any) -> dict[str, Any]:
         rows = []

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from seqnets.report import generic
-from seqnets.report.document import DASH, Document, bullets, table
-from seqnets.report.stats import Row, by_length, model_name
+from seqnets.reportkit import generic
+from seqnets.reportkit.document import DASH, Document, bullets, table
+from seqnets.reportkit.stats import Row, by_length, model_name
 
 MULTIPLES = (1, 2, 4, 8)
 

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 from omegaconf import OmegaConf
 
-from seqnets import plots
 from seqnets.data.binary_add import (
     bits_to_int,
     carries,
@@ -23,9 +22,10 @@ from seqnets.data.binary_add import (
     make_mixed_binary_add_batch,
 )
 from seqnets.errors import ConfigError
-from seqnets.inside import CONSTANT_STD, fixed_generator, json_number
 from seqnets.scoring import evaluating, forward_batch
+from seqnets.tasks.analysis import CONSTANT_STD, fixed_generator, json_number
 from seqnets.tasks.base import Task
+from seqnets.tasks.inside_figures import carry_trace_figure, carry_units_figure
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -36,8 +36,7 @@ if TYPE_CHECKING:
 class BinaryAdd(Task):
     name = "binary_add"
     title = "Binary addition"
-    bench = ("model=lstm", "model.hidden=5", "task.train_len=10")
-    knobs = ("train_len", "loss")
+    setting_keys = ("train_len", "loss")
 
     def predict(self, module: Any, datamodule: Any, value: Any) -> dict[str, Any]:
         return predict_sums(module, datamodule, value)
@@ -68,12 +67,12 @@ class BinaryAdd(Task):
         correlation = carry_correlation(module, (40, 100), 1000, generator)
         correlation["train_lengths"] = [datamodule.min_len, datamodule.max_len]
         numbers["carry"] = correlation
-        figures["carry_units"] = plots.carry_units_figure(correlation, f"{model}: carry units")
+        figures["carry_units"] = carry_units_figure(correlation, f"{model}: carry units")
         if correlation["best_unit"] is not None:
             trace = carry_trace(module, correlation["best_unit"], 40, generator)
             trace["r"] = correlation["best_r"]
             numbers["carry_trace"] = trace
-            figures["carry_trace"] = plots.carry_trace_figure(trace, f"{model}: carry trace")
+            figures["carry_trace"] = carry_trace_figure(trace, f"{model}: carry trace")
         return numbers, figures
 
     def report_section(self, doc: Any, rows: list[Any], context: Any) -> None:

@@ -10,11 +10,11 @@ from collections import Counter
 from typing import Any
 
 from seqnets import plots
-from seqnets.report import references as ref
-from seqnets.report.document import DASH, Document, bullets, table
-from seqnets.report.generic import trained_lengths, varied_sentence
-from seqnets.report.settings import common, freeze, lookup, one_apart, show
-from seqnets.report.stats import (
+from seqnets.reportkit import references as ref
+from seqnets.reportkit.document import DASH, Document, bullets, table
+from seqnets.reportkit.generic import trained_lengths, varied_sentence
+from seqnets.reportkit.settings import common, freeze, lookup, one_apart, show
+from seqnets.reportkit.stats import (
     Row,
     by_length,
     holds,
@@ -28,7 +28,8 @@ LOSSES = {"ce": "cross-entropy", "mse": "squared error"}
 AT_A = by_length(ref.A_AT, "bit_acc")
 
 
-def knob(row: Row, name: str) -> Any:
+def setting(row: Row, name: str) -> Any:
+    """The value of the task setting ``name`` in the row's config (None if unset)."""
     return row.config.get("task", {}).get(name)
 
 
@@ -52,7 +53,7 @@ def readings(rows: list[Row]) -> list[tuple[Row, Row, float]]:
     for group in one_apart(rows, only=["task.train_len"]):
         if group.keys != ("task.train_len",):
             continue
-        by_len = {freeze(knob(r, "train_len")): r for r in group.rows}
+        by_len = {freeze(setting(r, "train_len")): r for r in group.rows}
         for length, row in by_len.items():
             target = lookup(ref.BINARY_ADD_A_BIT_AT_20, row.config)
             other = by_len.get(length + 1) if isinstance(length, int) else None
@@ -66,13 +67,13 @@ def blocks(task: Any, rows: list[Row]) -> list[tuple[str, list[Row], str]]:
     out = []
     configured = [r for r in rows if r.config]
     # The hidden sizes and losses, at the training length most rows share (ties: shortest).
-    counts = Counter(freeze(knob(r, "train_len")) for r in configured)
+    counts = Counter(freeze(setting(r, "train_len")) for r in configured)
     if counts:
-        first = {freeze(knob(r, "train_len")): r for r in reversed(configured)}
+        first = {freeze(setting(r, "train_len")): r for r in reversed(configured)}
         common_len = max(
             counts, key=lambda L: (counts[L], [-x for x in length_order(task, first[L])])
         )
-        chosen = [r for r in configured if freeze(knob(r, "train_len")) == common_len]
+        chosen = [r for r in configured if freeze(setting(r, "train_len")) == common_len]
         out.append(
             (f"Hidden size and loss, trained at L={show(common_len)}", chosen, "loss_and_size")
         )
@@ -92,7 +93,7 @@ def blocks(task: Any, rows: list[Row]) -> list[tuple[str, list[Row], str]]:
         )
         m = chosen[0].config["model"] if chosen else {}
         network = f"{model_name(chosen[0].config).split(' h=')[0].upper()} hidden {m.get('hidden')}"
-        loss = knob(chosen[0], "loss") if chosen else None
+        loss = setting(chosen[0], "loss") if chosen else None
         out.append(
             (
                 f"Training length, {network}, {LOSSES.get(loss, loss)}",
@@ -101,7 +102,7 @@ def blocks(task: Any, rows: list[Row]) -> list[tuple[str, list[Row], str]]:
             )
         )
     if pairs:
-        lengths = sorted({knob(a, "train_len") for a, _, _ in pairs})
+        lengths = sorted({setting(a, "train_len") for a, _, _ in pairs})
         what = "; ".join(
             f"Report A's \"length {n}\": the sum's bits (L={n}, operands below {2 ** (n - 1)}) "
             f"or the operands' (L={n + 1}, operands below {2**n})"
@@ -109,7 +110,11 @@ def blocks(task: Any, rows: list[Row]) -> list[tuple[str, list[Row], str]]:
         )
         chosen = sorted(
             reading.values(),
-            key=lambda r: (r.config["model"]["hidden"], knob(r, "loss"), knob(r, "train_len")),
+            key=lambda r: (
+                r.config["model"]["hidden"],
+                setting(r, "loss"),
+                setting(r, "train_len"),
+            ),
         )
         out.append((what, chosen, "length_reading"))
     return out
@@ -256,9 +261,10 @@ def observations(task: Any, rows: list[Row]) -> list[str]:
         )
         what = "sum" if closer is sums else "operand"
         out.append(
-            f"{model_name(sums.config)} {knob(sums, 'loss')}: report A's {target:.2f} at length "
-            f"{ref.A_AT} is closer to the {what}-bits reading (L={knob(closer, 'train_len')}: "
-            f"{stats[closer.experiment].text(digits=3)}; L={knob(other, 'train_len')}: "
+            f"{model_name(sums.config)} {setting(sums, 'loss')}: report A's {target:.2f} at "
+            f"length {ref.A_AT} is closer to the {what}-bits reading "
+            f"(L={setting(closer, 'train_len')}: "
+            f"{stats[closer.experiment].text(digits=3)}; L={setting(other, 'train_len')}: "
             f"{stats[other.experiment].text(digits=3)})."
         )
     return out

@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from seqnets.data.mnist import TRAIN_SIZE
-from seqnets.report import references as ref
-from seqnets.report.document import DASH, Document, bullets, signed, table
-from seqnets.report.generic import best_sentence, curves_figure, varied_sentence
-from seqnets.report.settings import common, lookup, one_apart
-from seqnets.report.stats import (
+from seqnets.reportkit import references as ref
+from seqnets.reportkit.document import DASH, Document, bullets, signed, table
+from seqnets.reportkit.generic import best_sentence, curves_figure, varied_sentence
+from seqnets.reportkit.settings import common, lookup, one_apart
+from seqnets.reportkit.stats import (
     Row,
     best_on_validation,
     best_run,

@@ -6,16 +6,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from seqnets.report import references as ref
-from seqnets.report.document import DASH, Document, bullets, table
-from seqnets.report.generic import (
+from seqnets.reportkit import references as ref
+from seqnets.reportkit.document import DASH, Document, bullets, table
+from seqnets.reportkit.generic import (
     curves_figure,
     length_figure,
     scored_count,
     trained_lengths,
 )
-from seqnets.report.settings import common, matches, one_apart
-from seqnets.report.stats import Row, best_row, holds, mean_curve, model_name, test_metric
+from seqnets.reportkit.settings import common, matches, one_apart
+from seqnets.reportkit.stats import Row, best_row, holds, mean_curve, model_name, test_metric
 
 ACC = test_metric("acc")
 

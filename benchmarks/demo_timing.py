@@ -1,5 +1,5 @@
 """How fast the demo answers, the source of the README's "How fast" figures:
-``python -m seqnets.demo.timing [ckpt_path=<mnist run>] [repeats=3]`` (``make demo-bench``).
+``python benchmarks/demo_timing.py [ckpt_path=<mnist run>] [repeats=3]`` (``make demo-bench``).
 
 It serves the real page (``python -m seqnets.demo``) on a free localhost port with an MNIST
 run: ``ckpt_path``'s, else the best completed one under ``outputs/``, else a small one trained
@@ -30,13 +30,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from demo_server import CHROMIUM, CHROMIUM_ARGS, demo_server  # beside this file
 from PIL import Image
 
-from seqnets.demo.runs import Run, best_per_task, find_runs, from_checkpoint
-from seqnets.demo.serving import CHROMIUM, CHROMIUM_ARGS, demo_server
+from seqnets.demo.catalog import Run, best_per_task, find_runs, from_checkpoint
 from seqnets.errors import EXIT_USAGE, ConfigError, check_int
 
-USAGE = "python -m seqnets.demo.timing [ckpt_path=<mnist run dir or .ckpt>] [repeats=3]"
+USAGE = "python benchmarks/demo_timing.py [ckpt_path=<mnist run dir or .ckpt>] [repeats=3]"
 # tests/test_demo.py's MNIST run (tiny() presets included): trained when none is at hand.
 SMALL_RUN = ["debug=fast", "trainer=cpu", "trainer.enable_model_summary=false", "task=mnist"]
 SMALL_RUN += ["model.hidden=16", "callbacks.analysis.inside=false"]
@@ -208,7 +208,7 @@ def main(argv: list[str]) -> None:
     figures = {name: s for name, s in browser.items() if s}
     figures |= {"API: PNG sent to answer": api, "in process: a drawing's answer": local}
     report = {
-        "command": " ".join(["python -m seqnets.demo.timing", *argv]),
+        "command": " ".join(["python benchmarks/demo_timing.py", *argv]),
         "date": started.isoformat(timespec="seconds"),
         "cpu": cpu_model(),
         "cores": os.cpu_count(),

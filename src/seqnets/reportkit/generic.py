@@ -1,7 +1,7 @@
 """The default report section of any task, and the parts the tasks' own sections share.
 
 A task without a ``report.py`` of its own (``seqnets.tasks.base.Task.report_section``) gets
-:func:`section`: a table with one row per experiment (the model, the task's knobs, the best
+:func:`section`: a table with one row per experiment (the model, the task's setting keys, the best
 validation score and every test metric as mean ± std over seeds, the runs' problems),
 observations computed from the numbers and from what the rows' configs vary, accuracy
 against length when the runs measured it, and the training curves; and :func:`inside`: the
@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from seqnets import plots
-from seqnets.report.document import Document, bullets, table
-from seqnets.report.settings import Varied, common, one_apart, show
-from seqnets.report.stats import (
+from seqnets.reportkit.document import Document, bullets, table
+from seqnets.reportkit.settings import Varied, common, one_apart, show
+from seqnets.reportkit.stats import (
     Getter,
     Row,
     Stat,
@@ -272,14 +272,14 @@ def section(task: Any, doc: Document, rows: list[Row], context: Any) -> None:
     metrics = test_metrics(rows)
     lines, results = [], []
     for row in rows:
-        knobs = row.config.get("task", {})
+        task_config = row.config.get("task", {})
         val = row.stat(field("best_val"))
         tests: dict[str, Stat] = {m: row.stat(test_metric(m)) for m in metrics}
         lines.append(
             [
                 row.name,
                 model_name(row.config),
-                *(show(knobs.get(k)) for k in task.knobs),
+                *(show(task_config.get(k)) for k in task.setting_keys),
                 val.text(digits=4),
                 *(s.text(digits=4) for s in tests.values()),
                 row.status(),
@@ -289,7 +289,8 @@ def section(task: Any, doc: Document, rows: list[Row], context: Any) -> None:
             {"experiment": row.experiment, "best_val": val.record()}
             | {f"test/{m}": s.record() for m, s in tests.items()}
         )
-    header = ["run", "model", *task.knobs, f"best {monitor}", *(f"test {m}" for m in metrics)]
+    scores = [f"best {monitor}", *(f"test {m}" for m in metrics)]
+    header = ["run", "model", *task.setting_keys, *scores]
     doc.add(table([*header, "runs"], lines))
     doc.add(f"Command: `{context.command}`")
     doc.results[context.section] = {"table": results}

@@ -1,4 +1,5 @@
-"""How fast seqnets trains, against the loops it replaces: ``python -m seqnets.bench``.
+"""How fast seqnets trains, against the loops it replaces: ``python benchmarks/bench.py``
+(``make bench``).
 
 Four paths per workload, measured in one process, interleaved round by round so that a
 machine's drift (about +-15 % here) hits them alike; each figure is the median over rounds:
@@ -10,7 +11,7 @@ machine's drift (about +-15 % here) hits them alike; each figure is the median o
 - ``lightning``: the floor's model, data and recipe in a minimal LightningModule and Trainer
   (automatic optimisation, one step per call; no callbacks, logger or metrics): what the
   plain Lightning loop costs per step.
-- ``reports``: a task's published reference loop (``Task.reference_loop``): the reference
+- ``reports``: a task's published reference loop (``REFERENCE_LOOPS``): the reference
   reports' MNIST loop; they published no loop for the others.
 - ``floor``: a bare loop with seqnets' own recipe and data (the same model, batches, AdamW,
   one-cycle schedule and gradient clipping) and nothing else: no metrics, no logging.
@@ -48,12 +49,14 @@ from omegaconf import DictConfig, open_dict
 from seqnets import CONF_DIR
 from seqnets.data.base import prepare_batch
 from seqnets.runtime import environment, resolve_threads, skip_failing_nvml_check
-from seqnets.tasks import TASKS, task_class
 
 CONF = Path(CONF_DIR)
-# Each registered task's run (``Task.bench``).
+# Each task's benchmarked run: the overrides of ``python -m seqnets.train``.
 WORKLOADS: dict[str, list[str]] = {
-    name: [f"task={name}", *task_class(name).bench] for name in TASKS if task_class(name).bench
+    "mnist": ["task=mnist", "model=lstm", "model.hidden=128"],
+    "remember": ["task=remember", "model=lstm", "model.hidden=10"],
+    "binary_add": ["task=binary_add", "model=lstm", "model.hidden=5", "task.train_len=10"],
+    "adding": ["task=adding", "model=lstm", "model.hidden=64"],
 }
 PATHS = ("seqnets", "lightning", "reports", "floor")
 # Steps per round left out of the timing (allocator and kernel warm-up).
@@ -218,11 +221,44 @@ def lightning_path(workload: str, workdir: str) -> Callable[[int], float]:
     return run
 
 
+def mnist_reference_loop(data_dir: str) -> Callable[[], None]:
+    """Reports A and B's loop: torchvision's MNIST with ``ToTensor`` per image through
+    ``DataLoader(shuffle=True)``, an LSTM of 128, plain Adam. Returns one training step."""
+    from torchvision import datasets, transforms
+
+    data = datasets.MNIST(data_dir, train=True, transform=transforms.ToTensor())
+    loader = torch.utils.data.DataLoader(data, batch_size=64, shuffle=True)
+    lstm = torch.nn.LSTM(28, 128, batch_first=True)
+    head = torch.nn.Linear(128, 10)
+    optimizer = torch.optim.Adam([*lstm.parameters(), *head.parameters()], lr=1e-3)
+    source = iter(loader)
+
+    def step() -> None:
+        nonlocal source
+        try:
+            images, labels = next(source)
+        except StopIteration:
+            source = iter(loader)
+            images, labels = next(source)
+        out, _ = lstm(images.view(-1, 28, 28))
+        loss = torch.nn.functional.cross_entropy(head(out[:, -1, :]), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+# The reference reports' published loops, by workload (they published none for the others).
+REFERENCE_LOOPS: dict[str, Callable[[str], Callable[[], None]]] = {"mnist": mnist_reference_loop}
+
+
 def reports_path(workload: str, data_dir: str) -> Callable[[int], float] | None:
-    """The task's published reference loop (``Task.reference_loop``), where it has one."""
-    task = task_class(workload)({"name": workload})
-    step = task.reference_loop(data_dir)
-    return None if step is None else (lambda steps: _time_steps(step, steps))
+    """The workload's published reference loop, where it has one."""
+    if workload not in REFERENCE_LOOPS:
+        return None
+    step = REFERENCE_LOOPS[workload](data_dir)
+    return lambda steps: _time_steps(step, steps)
 
 
 def make_path(
@@ -279,7 +315,7 @@ def peak_memory(workload: str, path: str, steps: int, data_dir: str) -> float:
     """Peak resident memory (MiB) of a child process that trains ``steps`` steps on a path
     (``cli``: a real run of ``python -m seqnets.train`` on the workload, data load, training,
     validation and test analysis included)."""
-    args = [sys.executable, "-m", "seqnets.bench", "--child", workload, path, str(steps)]
+    args = [sys.executable, __file__, "--child", workload, path, str(steps)]
     done = subprocess.run(
         [*args, "--data-dir", data_dir], check=True, capture_output=True, text=True
     )
@@ -415,7 +451,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{name:<28}" + "".join(f"{v:>12,.0f}" for v in generation[name].values()))
 
     report = {
-        "command": " ".join(["python -m seqnets.bench", *(argv or sys.argv[1:])]),
+        "command": " ".join(["python benchmarks/bench.py", *(argv or sys.argv[1:])]),
         "threads": torch.get_num_threads(),
         "throughput": results,
         "peak_memory_mib": memory,

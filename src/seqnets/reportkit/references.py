@@ -1,5 +1,5 @@
 """The reference reports' published numbers (../shared/docs/SPEC.md), each keyed by the
-settings it was measured with (``seqnets.report.settings``: ``model.cell``, ``model.hidden``,
+settings it was measured with (``seqnets.reportkit.settings``: ``model.cell``, ``model.hidden``,
 ``l2``, ``task.loss`` ...) and matched against every row's config: the bar every seqnets figure
 is set against, whatever the experiment is called."""
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from seqnets import records
 from seqnets.models.backbone import describe_model
-from seqnets.report.document import DASH
+from seqnets.reportkit.document import DASH
 
 
 @dataclass
