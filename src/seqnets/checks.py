@@ -28,7 +28,7 @@ from seqnets.errors import (
     check_real,
 )
 from seqnets.fastpath import LOOPS
-from seqnets.models.backbone import CELLS, parameter_count
+from seqnets.models.backbone import cell_class, parameter_count
 
 # The config groups (conf/<group>/): choosing another option of one picks other parts.
 CONFIG_GROUPS = frozenset(p.name for p in Path(CONF_DIR).iterdir() if p.is_dir())
@@ -137,7 +137,8 @@ def build_checked(node: DictConfig, name: str) -> Any:
 
 
 def _check_model(model: DictConfig, input_size: int) -> None:
-    cell = check_choice("model.cell", model.cell, tuple(CELLS))
+    cell = model.cell
+    cell_class(cell)
     hidden = check_int("model.hidden", model.hidden, 1)
     layers = check_int("model.num_layers", model.num_layers, 1)
     bidirectional = check_bool("model.bidirectional", model.bidirectional)
