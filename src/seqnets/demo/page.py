@@ -1,38 +1,62 @@
-"""The demo's page: three tabs (draw a digit, add two numbers, remember a digit), built with
-Gradio's Blocks; no JavaScript of our own.
+"""The demo's page: one tab per task, built with Gradio's Blocks from what each task declares
+(``Task.demo_tab``: a canvas, a text box or a box for numbers; whether its answers come with
+the input as read and with probabilities). The page names no task.
 
 Every handler turns a refused input into the same one line ``predict`` prints, shown where
 the answer goes, and clears the old answer, so the page never shows a traceback and stays
-usable; the answers themselves come from :mod:`seqnets.demo.answers`.
+usable; the answers themselves come from the tasks (:mod:`seqnets.demo.answers`).
+
+A drawing is answered as it is drawn: the canvas opens with its brush chosen (a few lines of
+JavaScript at page load, the one thing Gradio has no setting for) and every stroke sends it
+(the Sketchpad's ``input`` event, the newest drawing only), so no button is needed.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
 import numpy as np
 from PIL import Image
 
-from seqnets.demo import answers, figures
+from seqnets.demo import answers
 from seqnets.demo.answers import Models
 from seqnets.demo.runs import Run
 from seqnets.errors import ConfigError
+from seqnets.tasks.base import DemoAnswer, DemoTab
 
 log = logging.getLogger(__name__)
 
 TITLE = "seqnets: see it think"
 INTRO = (
     "A recurrent network reads its input one step at a time and keeps what it needs in its "
-    "state. Give a trained network your own input and watch it answer step by step: an "
-    "MNIST digit is read as 28 rows, a sum two bits at a time (least significant first), a "
-    "digit list one digit at a time. Pick another run to compare networks on the same input."
+    "state. Give a trained network your own input and watch it answer step by step. Pick "
+    "another run to compare networks on the same input."
 )
-PROMPT = "Draw a digit, or upload a photo of one."
-SHOWN_SIZE = 168  # the 28x28 image is shown at 6x, each pixel a visible square
+DRAW_PROMPT = "Draw on the canvas, or upload an image."
+SHOWN_SIZE = 168
+# Choose each canvas's brush once the page is there: Gradio's canvas opens on its image tool.
+CHOOSE_BRUSH = """() => {
+  const choose = () => document.querySelectorAll('.seqnets-draw button[aria-label=Brush]')
+    .forEach(b => { if (!b.dataset.chosen) { b.dataset.chosen = '1'; b.click(); } });
+  choose();
+  new MutationObserver(choose).observe(document.body, {childList: true, subtree: true});
+}"""
+
+
+@dataclass(frozen=True)
+class TabSpec:
+    """One tab: its task's name (the elements' ids start with it), what the task declares,
+    the runs it offers, its default run and, without runs, what to say instead."""
+
+    name: str
+    tab: DemoTab
+    runs: list[Run]
+    default: Run | None
+    missing: str | None = None
 
 
 def _error_line(error: BaseException) -> str:
@@ -44,229 +68,172 @@ def _error_line(error: BaseException) -> str:
     return "**Not read:** " + re.sub(r"([\\`*_\[\]<>#|~])", r"\\\1", line)
 
 
-def _picker(task: str, runs: list[Run], default: Run | None, elem: str) -> gr.Dropdown:
-    choices = [(run.label, str(run.checkpoint)) for run in runs if run.task == task]
-    return gr.Dropdown(
-        choices=choices,
-        value=str(default.checkpoint) if default else None,
-        label="trained run (task · cell, size · seed · test score · directory)",
-        interactive=bool(choices),
-        elem_id=elem,
-    )
+def _picture(value: Any) -> Image.Image | None:
+    """A step-by-step picture as an image: a PIL image as it is, a matplotlib Figure drawn
+    (with Agg, into memory)."""
+    if value is None or isinstance(value, Image.Image):
+        return value
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(value)
+    canvas.draw()
+    return Image.fromarray(np.asarray(canvas.buffer_rgba())).convert("RGB")
 
 
-def _loaded(models: Models, checkpoint: str | None, missing: dict[str, str], task: str):
-    if not checkpoint:
-        raise ConfigError(missing[task])
-    return models.get(checkpoint)
+def _image(value: Any) -> Image.Image | None:
+    if value is None or isinstance(value, Image.Image):
+        return value
+    return Image.fromarray(value)
 
 
-def _enlarged(image: Any) -> Image.Image:
-    """The 28x28 image the network reads, enlarged without smoothing."""
-    pixels = np.asarray(image, dtype=np.uint8)
-    return Image.fromarray(pixels).resize((SHOWN_SIZE, SHOWN_SIZE), Image.NEAREST)
+def respond(
+    models: Models, spec: TabSpec, checkpoint: str | None, value: Any, max_steps: int
+) -> list[Any]:
+    """A tab's outputs for ``value``: the text, then (where the tab has them) the input as
+    read and the probabilities, then the step-by-step picture. A function of its own, so
+    that the timing tool times what the server runs, without the page."""
+    empty = [None] * (spec.tab.image + spec.tab.probabilities + 1)
+    try:
+        if not checkpoint:
+            raise ConfigError(spec.missing or f"no run of {spec.name} is offered")
+        result: DemoAnswer = models.get(checkpoint).answer(value, max_steps)
+    except Exception as error:  # shown as one line; the page stays as it was otherwise
+        return [_error_line(error), *empty]
+    out: list[Any] = [result.text]
+    if spec.tab.image:
+        out.append(_image(result.image))
+    if spec.tab.probabilities:
+        out.append(result.probabilities)
+    return [*out, _picture(result.steps)]
 
 
-def build(
-    runs: list[Run],
-    defaults: dict[str, Run],
-    models: Models,
-    missing: dict[str, str],
-    max_bits: int,
-    max_len: int,
-) -> gr.Blocks:
-    """The page. ``missing`` holds, for each task without a run, the line that says how to
-    train one; ``max_bits`` and ``max_len`` cap sums and digit lists."""
+def build(specs: list[TabSpec], models: Models, max_steps: int) -> gr.Blocks:
+    """The page: one tab per task of ``specs``, in that order."""
     with gr.Blocks(title=TITLE, analytics_enabled=False) as page:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
         with gr.Tabs():
-            with gr.Tab("Draw a digit (MNIST)", id="mnist", elem_id="tab-mnist"):
-                _mnist_tab(runs, defaults, models, missing)
-            with gr.Tab("Add two numbers", id="binary_add", elem_id="tab-add"):
-                _add_tab(runs, defaults, models, missing, max_bits)
-            with gr.Tab("Remember the digit at index K", id="remember", elem_id="tab-remember"):
-                _remember_tab(runs, defaults, models, missing, max_len)
+            for spec in specs:
+                with gr.Tab(spec.tab.title, id=spec.name, elem_id=f"tab-{spec.name}"):
+                    if spec.missing:
+                        gr.Markdown(f"**{spec.missing}**", elem_id=f"{spec.name}-none")
+                    if spec.tab.input == "drawing":
+                        _drawing_tab(spec, models, max_steps)
+                    else:
+                        _text_tab(spec, models, max_steps)
+        page.load(None, js=CHOOSE_BRUSH)
     return page
 
 
-def _notice(task: str, missing: dict[str, str]) -> None:
-    if task in missing:
-        gr.Markdown(f"**{missing[task]}**", elem_id=f"{task}-none")
+def _picker(spec: TabSpec) -> gr.Dropdown:
+    choices = [(run.label, str(run.checkpoint)) for run in spec.runs]
+    return gr.Dropdown(
+        choices=choices,
+        value=str(spec.default.checkpoint) if spec.default else None,
+        label="trained run (task · cell, size · seed · test score · directory)",
+        interactive=bool(choices),
+        elem_id=f"{spec.name}-model",
+    )
 
 
-def _mnist_tab(runs, defaults, models, missing) -> None:
-    _notice("mnist", missing)
+def _outputs(spec: TabSpec) -> list[Any]:
+    """The answer's components: text, input as read and probabilities (if declared), steps."""
+    name, tab = spec.name, spec.tab
+    said = gr.Markdown(DRAW_PROMPT if tab.input == "drawing" else "", elem_id=f"{name}-answer")
+    shown: list[Any] = [said]
     with gr.Row():
-        with gr.Column(scale=1):
-            picker = _picker("mnist", runs, defaults.get("mnist"), "mnist-model")
-            sketch = gr.Sketchpad(
-                label="draw a digit: pick the brush, then draw with the mouse or a finger",
-                type="pil",
-                image_mode="RGBA",
-                canvas_size=(280, 280),
-                format="png",
-                layers=False,
-                transforms=(),
-                brush=gr.Brush(default_size=14, colors=["#000000"], color_mode="fixed"),
-                elem_id="mnist-sketch",
-            )
-            upload = gr.File(label="or upload a photo of a digit", elem_id="mnist-upload")
-            read = gr.Button("Read the drawing", variant="primary", elem_id="mnist-read")
-        with gr.Column(scale=2):
-            said = gr.Markdown(PROMPT, elem_id="mnist-answer")
-            with gr.Row():
-                seen = gr.Image(
-                    label="what the network reads (28x28)",
+        if tab.image:
+            shown.append(
+                gr.Image(
+                    label=tab.image_label,
                     type="pil",
                     format="png",
                     height=SHOWN_SIZE + 60,
                     interactive=False,
-                    elem_id="mnist-seen",
+                    elem_id=f"{name}-seen",
                 )
-                probs = gr.Label(num_top_classes=10, label="its answer", elem_id="mnist-probs")
-            rows = gr.Image(
-                label="row by row: the answer after each row read",
-                type="pil",
-                format="png",
-                interactive=False,
-                elem_id="mnist-rows",
             )
-    outputs = [said, seen, probs, rows]
+        if tab.probabilities:
+            shown.append(gr.Label(num_top_classes=10, label="its answer", elem_id=f"{name}-probs"))
+    shown.append(
+        gr.Image(
+            label=tab.steps_label,
+            type="pil",
+            format="png",
+            interactive=False,
+            elem_id=f"{name}-steps",
+        )
+    )
+    return shown
 
-    def answer(checkpoint: str | None, drawing: Any, file: Any) -> list[Any]:
-        return read_mnist(models, missing, checkpoint, drawing, file)
+
+def _drawing_tab(spec: TabSpec, models: Models, max_steps: int) -> None:
+    name = spec.name
+    with gr.Row():
+        with gr.Column(scale=1):
+            picker = _picker(spec)
+            sketch = gr.Sketchpad(
+                label=spec.tab.prompt or "draw with the mouse or a finger",
+                type="pil",
+                image_mode="RGBA",
+                canvas_size=(140, 140),
+                format="png",
+                layers=False,
+                transforms=(),
+                brush=gr.Brush(default_size=7, colors=["#000000"], color_mode="fixed"),
+                elem_id=f"{name}-sketch",
+                elem_classes=["seqnets-draw"],
+            )
+            upload = gr.File(label="or upload an image", elem_id=f"{name}-upload")
+        with gr.Column(scale=2):
+            outputs = _outputs(spec)
+
+    def composite(drawing: Any) -> Any:
+        return drawing.get("composite") if isinstance(drawing, dict) else drawing
 
     def from_drawing(checkpoint: str | None, drawing: Any) -> list[Any]:
-        return [*answer(checkpoint, drawing, None), None]
+        image = composite(drawing)
+        if image is None:  # cleared: the page as it opened
+            return [DRAW_PROMPT, *[None] * (len(outputs) - 1), None]
+        return [*respond(models, spec, checkpoint, image, max_steps), None]
 
     def from_upload(checkpoint: str | None, file: Any) -> list[Any]:
-        return answer(checkpoint, None, file)
+        if not file:
+            return [DRAW_PROMPT, *[None] * (len(outputs) - 1)]
+        return respond(models, spec, checkpoint, str(file), max_steps)
 
-    read.click(from_drawing, [picker, sketch], [*outputs, upload])
-    sketch.change(from_drawing, [picker, sketch], [*outputs, upload], trigger_mode="always_last")
-    upload.upload(from_upload, [picker, upload], outputs, api_name="read_upload")
-    picker.change(answer, [picker, sketch, upload], outputs, api_name="read_digit")
+    def again(checkpoint: str | None, drawing: Any, file: Any) -> list[Any]:
+        image = composite(drawing)
+        if image is None and not file:  # a run picked before anything was drawn
+            return [DRAW_PROMPT, *[None] * (len(outputs) - 1)]
+        value = str(file) if file else image
+        return respond(models, spec, checkpoint, value, max_steps)
 
-
-def read_mnist(
-    models: Models, missing: dict[str, str], checkpoint: str | None, drawing: Any, file: Any
-) -> list[Any]:
-    """The MNIST tab's answer to a drawing (Sketchpad's value) or an uploaded file: the text,
-    the 28x28 image, the ten probabilities and the row-by-row picture. A function of its own
-    so that ``seqnets.demo.timing`` times what the server runs, without the page."""
-    composite = drawing.get("composite") if isinstance(drawing, dict) else drawing
-    if composite is None and not file:  # a run picked before anything was drawn
-        return [PROMPT, None, None, None]
-    try:
-        loaded = _loaded(models, checkpoint, missing, "mnist")
-        result = answers.read_digit(loaded, composite, file)
-    except Exception as error:  # shown as one line; the page stays as it was otherwise
-        return [_error_line(error), None, None, None]
-    digit, confidence = result["answer"], result["confidence"]
-    text = f"The network reads **{digit}** ({confidence:.1%} sure)."
-    figure = None
-    if result["rows"] is not None:
-        settled = _settle_row(result["rows"], digit)
-        text += f" It settles on {digit} after row {settled} of {len(result['rows'])}."
-        figure = figures.mnist_rows(np.asarray(result["image"]), result["rows"], digit)
-    else:
-        text += " (bidirectional network: it reads every row both ways, no per-row answer)"
-    label = {str(d): p for d, p in enumerate(result["probs"])}
-    return [text, _enlarged(result["image"]), label, figure]
+    # Every stroke answers (the newest drawing only, if strokes come faster than answers);
+    # the upload box is cleared, so that it never shows a file the answer is not about.
+    sketch.change(
+        from_drawing,
+        [picker, sketch],
+        [*outputs, upload],
+        trigger_mode="always_last",
+        show_progress="hidden",
+        api_name=f"{name}_drawing",
+    )
+    upload.upload(from_upload, [picker, upload], outputs, api_name=f"{name}_upload")
+    picker.change(again, [picker, sketch, upload], outputs, api_name=f"{name}_again")
 
 
-def _settle_row(rows: list[list[float]], digit: int) -> int:
-    """The first row from which the answer stays ``digit`` to the end."""
-    answers_by_row = np.asarray(rows).argmax(1)
-    row = len(rows)
-    while row > 1 and answers_by_row[row - 2] == digit:
-        row -= 1
-    return row
-
-
-def _text_tab(
-    task: str,
-    runs: list[Run],
-    defaults: dict[str, Run],
-    missing: dict[str, str],
-    prompt: str,
-    example: str,
-    elem: str,
-    respond: Callable[[str | None, str], list[Any]],
-) -> None:
-    """A tab where a person types an input: picker, text box, button, answer, figure."""
-    _notice(task, missing)
-    picker = _picker(task, runs, defaults.get(task), f"{elem}-model")
+def _text_tab(spec: TabSpec, models: Models, max_steps: int) -> None:
+    """A tab where a person types an input: picker, text box, button, answer, picture."""
+    name, tab = spec.name, spec.tab
+    picker = _picker(spec)
     with gr.Row():
-        text = gr.Textbox(label=prompt, value=example, scale=4, elem_id=f"{elem}-input")
-        button = gr.Button("Answer", variant="primary", scale=1, elem_id=f"{elem}-go")
-    said = gr.Markdown(elem_id=f"{elem}-answer")
-    plot = gr.Plot(label="step by step", format="png", elem_id=f"{elem}-plot")
-    button.click(respond, [picker, text], [said, plot], api_name=elem)
-    text.submit(respond, [picker, text], [said, plot])
-    picker.change(respond, [picker, text], [said, plot])
+        text = gr.Textbox(label=tab.prompt, value=tab.example, scale=4, elem_id=f"{name}-input")
+        button = gr.Button("Answer", variant="primary", scale=1, elem_id=f"{name}-go")
+    outputs = _outputs(spec)
 
+    def answer(checkpoint: str | None, value: str) -> list[Any]:
+        return respond(models, spec, checkpoint, value, max_steps)
 
-def _add_tab(runs, defaults, models, missing, max_bits: int) -> None:
-    def respond(checkpoint: str | None, text: str) -> list[Any]:
-        try:
-            result = answers.add(_loaded(models, checkpoint, missing, "binary_add"), text, max_bits)
-        except Exception as error:
-            return [_error_line(error), None]
-        verdict = "right" if result["pred"] == result["true"] else "wrong"
-        lines = [
-            f"{result['a']} + {result['b']} = **{result['pred']}** "
-            f"(the network's answer; the true sum is {result['true']}: {verdict}, "
-            f"{result['wrong_bits']} wrong bit(s) of {result['bits']})",
-            "",
-            "```",
-            f"network  {result['pred_bits']}",
-            f"true     {result['true_bits']}",
-            *([f"wrong    {result['marks']}"] if result["wrong_bits"] else []),
-            "```",
-        ]
-        if result["unit"] is None:
-            lines.append("No state unit follows the carry in this network.")
-        return ["\n".join(lines), figures.sum_bits(result)]
-
-    _text_tab(
-        "binary_add",
-        runs,
-        defaults,
-        missing,
-        f"two numbers, decimal or 0b bits, e.g. 263604+493034 or 0b1011+0b110 "
-        f"(up to {max_bits} bits)",
-        "263604+493034",
-        "add",
-        respond,
-    )
-
-
-def _remember_tab(runs, defaults, models, missing, max_len: int) -> None:
-    def respond(checkpoint: str | None, text: str) -> list[Any]:
-        try:
-            loaded = _loaded(models, checkpoint, missing, "remember")
-            result = answers.remember(loaded, text, max_len)
-        except Exception as error:
-            return [_error_line(error), None]
-        verdict = "right" if result["pred"] == result["true"] else "wrong"
-        sure = f" ({result['confidence']:.1%} sure)" if result["confidence"] is not None else ""
-        line = (
-            f"The digit at index K={result['K']}: the network answers **{result['pred']}**"
-            f"{sure}; the list has {result['true']} there ({verdict})."
-        )
-        if len(result["sequence"]) > loaded.datamodule.max_len:
-            line += f" The list is longer than any it trained on ({loaded.datamodule.max_len})."
-        figure = figures.remember_steps(result) if result["steps"] is not None else None
-        return [line, figure]
-
-    _text_tab(
-        "remember",
-        runs,
-        defaults,
-        missing,
-        f"a list of digits 0-9, e.g. 6,8,0,2,8,7 or 680287 (up to {max_len})",
-        "6,8,0,2,8,7",
-        "remember",
-        respond,
-    )
+    button.click(answer, [picker, text], outputs, api_name=name)
+    text.submit(answer, [picker, text], outputs)
+    picker.change(answer, [picker, text], outputs)

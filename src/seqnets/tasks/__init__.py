@@ -41,7 +41,11 @@ def task_of(config: Mapping[str, Any] | DictConfig) -> Task:
         try:
             cls = get_class(target)
         except Exception as error:  # Hydra wraps import errors in several types
-            raise ConfigError(f"task._target_={target!r} cannot be imported: {error}") from error
+            cause = error.__cause__ or error
+            raise ConfigError(
+                f"task._target_={target!r} cannot be imported ({type(cause).__name__}: "
+                f"{cause}); is its folder on PYTHONPATH?"
+            ) from error
         if not (isinstance(cls, type) and issubclass(cls, Task)):
             raise ConfigError(f"task._target_={target!r} is not a seqnets.tasks.base.Task")
         return cls(config)

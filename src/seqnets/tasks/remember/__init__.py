@@ -20,7 +20,7 @@ from seqnets.data.remember import NUM_DIGITS, encode_digits, make_remember_batch
 from seqnets.errors import ConfigError
 from seqnets.inside import BIDIRECTIONAL_NOTE, fixed_generator, json_number, readout_by_step
 from seqnets.scoring import evaluating, forward_batch
-from seqnets.tasks.base import Task
+from seqnets.tasks.base import DemoAnswer, DemoTab, Task
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -61,6 +61,25 @@ class Remember(Task):
                 hold, f"{model}: digit at K={k} held"
             )
         return numbers, figures
+
+    def demo_tab(self) -> DemoTab:
+        from seqnets.tasks.remember.demo import TAB
+
+        return TAB
+
+    def demo_score(self) -> str:
+        return "test/acc"
+
+    def demo_rank(self, record: Any) -> tuple[float, ...]:
+        acc = (record.get("test") or {}).get("test/acc")
+        return (-1.0 if acc is None else acc,)
+
+    def demo_answer(
+        self, module: Any, datamodule: Any, value: Any, state: Any, max_steps: int
+    ) -> DemoAnswer:
+        from seqnets.tasks.remember.demo import answer
+
+        return answer(module, datamodule, value, max_steps)
 
     def report_section(self, doc: Any, rows: list[Any], context: Any) -> None:
         from seqnets.tasks.remember.report import section
