@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -58,12 +59,34 @@ def setting(run: dict[str, Any]) -> str:
 
 
 def task_setting(task: dict[str, Any]) -> dict[str, Any]:
-    """The task's own knobs (``Task.knobs``) and their values; none for a run whose task
-    class cannot be found here (a task defined in a module not on this path)."""
+    """The task's own knobs (``Task.knobs``) and their values; ``{"task settings": "?"}`` for
+    a run whose task class cannot be found here (a task defined in a module not on this
+    path), which :func:`unreadable_tasks` explains below the table."""
     try:
         return task_of(task).setting()
     except ConfigError:
-        return {}
+        return {"task settings": "?"}
+
+
+def unreadable_tasks(runs: list[dict[str, Any]]) -> list[str]:
+    """One line per task whose class cannot be imported here, saying why and what to do:
+    its runs' own settings (``Task.knobs``) cannot be read, and a silent empty column would
+    look like runs that differ in nothing."""
+    lines: dict[str, str] = {}
+    for run in runs:
+        task = (run.get("config") or {}).get("task")
+        if not task:
+            continue
+        try:
+            task_of(task)
+        except ConfigError as error:
+            name = task.get("name", "?")
+            lines.setdefault(
+                name,
+                f"note: the settings of task {name!r} are not shown (setting: task settings=?): "
+                f"{' '.join(str(error).split())}",
+            )
+    return list(lines.values())
 
 
 def describe(run: dict[str, Any]) -> dict[str, Any]:
@@ -145,7 +168,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("paths", nargs="+", type=Path, help="run or sweep directories")
     args = parser.parse_args(argv)
-    rows = [describe(run) for run in load_runs(args.paths)]
+    runs = load_runs(args.paths)
+    rows = [describe(run) for run in runs]
     if not rows:
         raise SystemExit(f"no run directories under {', '.join(map(str, args.paths))}")
     print(table(rows))
@@ -153,6 +177,8 @@ def main(argv: list[str] | None = None) -> None:
     if len(groups) < len(rows):  # some runs differ only by seed: show mean ± std
         print()
         print(table(groups))
+    for line in unreadable_tasks(runs):
+        print(line, file=sys.stderr)
 
 
 if __name__ == "__main__":
