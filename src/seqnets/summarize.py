@@ -108,23 +108,27 @@ def describe(run: dict[str, Any]) -> dict[str, Any]:
     if run["status"] != records.COMPLETED:
         row["status"] = f"**{run['status']}**: {records.failure(run)}"
         return row
-    row |= {
-        f"best {run['monitor']}": run["best_val"],
-        **{k.removeprefix("test/"): v for k, v in run["test"].items() if not k.endswith("loss")},
-    }
+    # An evaluate or predict directory has a record but trained nothing: no best value.
+    if "monitor" in run:
+        row[f"best {run['monitor']}"] = run.get("best_val")
+    test = run.get("test") or {}
+    row |= {k.removeprefix("test/"): v for k, v in test.items() if not k.endswith("loss")}
     by_length = {r["length"]: r for r in run.get("by_length", [])}
     # A few fixed lengths, and the longest the run measured (how far the rule holds).
     for length in sorted({*LENGTHS, max(by_length, default=LENGTHS[0])}):
         for key, value in by_length.get(length, {}).items():
             if key not in ("length", "samples"):
                 row[f"{key}@{length}"] = value
-    row["train s"] = run["train_time_s"]
-    row["params"] = run["num_parameters"]
+    row["train s"] = run.get("train_time_s")
+    row["params"] = run.get("num_parameters")
     return row
 
 
 def fmt(value: Any, key: str = "") -> str:
-    """Accuracies and losses to 4 decimals; seconds and other large numbers to 1."""
+    """Accuracies and losses to 4 decimals; seconds and other large numbers to 1; nothing
+    for a value the run does not have."""
+    if value is None:
+        return ""
     if isinstance(value, float):
         return f"{value:.1f}" if key.endswith(" s") or abs(value) > 1.0 else f"{value:.4f}"
     return str(value)

@@ -6,13 +6,16 @@ Every handler turns a refused input into the same one line ``predict`` prints, s
 the answer goes, and clears the old answer, so the page never shows a traceback and stays
 usable; the answers themselves come from the tasks (:mod:`seqnets.demo.answers`).
 
-A drawing is answered as it is drawn: the canvas opens with its brush chosen (a few lines of
-JavaScript at page load, the one thing Gradio has no setting for) and every stroke sends it
-(the Sketchpad's ``input`` event, the newest drawing only), so no button is needed.
+A drawing is answered as it is drawn: the canvas (a small component of its own, ``gr.HTML``
+with a 2D canvas) is ready for a stroke when the page opens and sends the drawing with the
+event, during the stroke and on release, so no button is needed and nothing is uploaded
+first.
 """
 
 from __future__ import annotations
 
+import base64
+import io
 import logging
 import re
 from dataclasses import dataclass
@@ -38,13 +41,70 @@ INTRO = (
 )
 DRAW_PROMPT = "Draw on the canvas, or upload an image."
 SHOWN_SIZE = 168
-# Choose each canvas's brush once the page is there: Gradio's canvas opens on its image tool.
-CHOOSE_BRUSH = """() => {
-  const choose = () => document.querySelectorAll('.seqnets-draw button[aria-label=Brush]')
-    .forEach(b => { if (!b.dataset.chosen) { b.dataset.chosen = '1'; b.click(); } });
-  choose();
-  new MutationObserver(choose).observe(document.body, {childList: true, subtree: true});
-}"""
+CANVAS_PX = 280  # what the person draws on
+CANVAS_SCALE = 2  # ... drawn at half that resolution: MNIST has 28 rows, 140 is plenty
+BRUSH_PX = 14
+# A plain 2D canvas, ready for a stroke when the page opens. Each stroke is sent as a PNG
+# (a data URL of a few kB) with the event itself, on release and every THROTTLE_MS while
+# drawing, so nothing is uploaded first. Gradio's Sketchpad, measured here, spent most of a
+# second after each release exporting three layers through WebGL and uploading them before
+# it sent the request (docs/demo.md, "How fast it answers").
+THROTTLE_MS = 200
+PAD_HTML = f"""<div class="seqnets-pad">
+<canvas width="{CANVAS_PX // CANVAS_SCALE}" height="{CANVAS_PX // CANVAS_SCALE}"
+  aria-label="drawing canvas"></canvas>
+<button type="button" class="seqnets-clear">Clear</button>
+</div>"""
+PAD_CSS = f"""
+canvas {{ width: {CANVAS_PX}px; height: {CANVAS_PX}px; touch-action: none; cursor: crosshair;
+  background: white; border: 1px solid var(--border-color-primary); border-radius: 4px; }}
+.seqnets-clear {{ display: block; margin-top: 4px; padding: 2px 10px;
+  border: 1px solid var(--border-color-primary); border-radius: 4px; }}
+"""
+PAD_JS = f"""
+const canvas = element.querySelector('canvas');
+const ctx = canvas.getContext('2d');
+ctx.lineCap = 'round'; ctx.lineJoin = 'round'; ctx.strokeStyle = '#000';
+ctx.fillStyle = '#000'; ctx.lineWidth = {BRUSH_PX / CANVAS_SCALE};
+let drawing = false, last = null, sent = 0;
+const at = (e) => {{
+  const r = canvas.getBoundingClientRect();
+  return [(e.clientX - r.left) * canvas.width / r.width,
+          (e.clientY - r.top) * canvas.height / r.height];
+}};
+const send = () => {{
+  sent = performance.now();
+  trigger('input', {{png: canvas.toDataURL('image/png')}});
+}};
+canvas.addEventListener('pointerdown', (e) => {{
+  drawing = true; last = at(e); canvas.setPointerCapture(e.pointerId);
+  ctx.beginPath(); ctx.arc(last[0], last[1], ctx.lineWidth / 2, 0, 2 * Math.PI); ctx.fill();
+}});
+canvas.addEventListener('pointermove', (e) => {{
+  if (!drawing) return;
+  const p = at(e);
+  ctx.beginPath(); ctx.moveTo(last[0], last[1]); ctx.lineTo(p[0], p[1]); ctx.stroke();
+  last = p;
+  if (performance.now() - sent > {THROTTLE_MS}) send();
+}});
+const end = () => {{ if (drawing) {{ drawing = false; send(); }} }};
+canvas.addEventListener('pointerup', end);
+canvas.addEventListener('pointercancel', end);
+element.querySelector('.seqnets-clear').addEventListener('click', () => {{
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  trigger('input', {{png: null}});
+}});
+"""
+
+
+def decode_png(data_url: str | None) -> Image.Image | None:
+    """The canvas's PNG data URL as an RGBA image (black ink on transparent, as drawn)."""
+    if not data_url:
+        return None
+    if not data_url.startswith("data:image/png;base64,"):
+        raise ConfigError("the drawing did not arrive as a PNG")
+    image = Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1])))
+    return image.convert("RGBA")
 
 
 @dataclass(frozen=True)
@@ -120,7 +180,6 @@ def build(specs: list[TabSpec], models: Models, max_steps: int) -> gr.Blocks:
                         _drawing_tab(spec, models, max_steps)
                     else:
                         _text_tab(spec, models, max_steps)
-        page.load(None, js=CHOOSE_BRUSH)
     return page
 
 
@@ -171,55 +230,52 @@ def _drawing_tab(spec: TabSpec, models: Models, max_steps: int) -> None:
     with gr.Row():
         with gr.Column(scale=1):
             picker = _picker(spec)
-            sketch = gr.Sketchpad(
+            pad = gr.HTML(
+                html_template=PAD_HTML,
+                css_template=PAD_CSS,
+                js_on_load=PAD_JS,
                 label=spec.tab.prompt or "draw with the mouse or a finger",
-                type="pil",
-                image_mode="RGBA",
-                canvas_size=(140, 140),
-                format="png",
-                layers=False,
-                transforms=(),
-                brush=gr.Brush(default_size=7, colors=["#000000"], color_mode="fixed"),
+                show_label=True,
+                container=True,
                 elem_id=f"{name}-sketch",
-                elem_classes=["seqnets-draw"],
             )
             upload = gr.File(label="or upload an image", elem_id=f"{name}-upload")
         with gr.Column(scale=2):
             outputs = _outputs(spec)
+    blank = [None] * (len(outputs) - 1)
+    drawn = gr.State(None)  # the last drawing, for another run picked
 
-    def composite(drawing: Any) -> Any:
-        return drawing.get("composite") if isinstance(drawing, dict) else drawing
-
-    def from_drawing(checkpoint: str | None, drawing: Any) -> list[Any]:
-        image = composite(drawing)
+    def from_drawing(checkpoint: str | None, event: gr.EventData) -> list[Any]:
+        try:
+            image = decode_png((event._data or {}).get("png"))
+        except Exception as error:
+            return [_error_line(error), *blank, None, None]
         if image is None:  # cleared: the page as it opened
-            return [DRAW_PROMPT, *[None] * (len(outputs) - 1), None]
-        return [*respond(models, spec, checkpoint, image, max_steps), None]
+            return [DRAW_PROMPT, *blank, None, None]
+        return [*respond(models, spec, checkpoint, image, max_steps), None, image]
 
     def from_upload(checkpoint: str | None, file: Any) -> list[Any]:
         if not file:
-            return [DRAW_PROMPT, *[None] * (len(outputs) - 1)]
+            return [DRAW_PROMPT, *blank]
         return respond(models, spec, checkpoint, str(file), max_steps)
 
-    def again(checkpoint: str | None, drawing: Any, file: Any) -> list[Any]:
-        image = composite(drawing)
-        if image is None and not file:  # a run picked before anything was drawn
-            return [DRAW_PROMPT, *[None] * (len(outputs) - 1)]
-        value = str(file) if file else image
-        return respond(models, spec, checkpoint, value, max_steps)
+    def again(checkpoint: str | None, file: Any, image: Any) -> list[Any]:
+        if not file and image is None:  # a run picked before anything was drawn
+            return [DRAW_PROMPT, *blank]
+        return respond(models, spec, checkpoint, str(file) if file else image, max_steps)
 
-    # Every stroke answers (the newest drawing only, if strokes come faster than answers);
+    # Every stroke answers, the newest drawing only if strokes come faster than answers;
     # the upload box is cleared, so that it never shows a file the answer is not about.
-    sketch.change(
+    pad.input(
         from_drawing,
-        [picker, sketch],
-        [*outputs, upload],
+        [picker],
+        [*outputs, upload, drawn],
         trigger_mode="always_last",
         show_progress="hidden",
         api_name=f"{name}_drawing",
     )
     upload.upload(from_upload, [picker, upload], outputs, api_name=f"{name}_upload")
-    picker.change(again, [picker, sketch, upload], outputs, api_name=f"{name}_again")
+    picker.change(again, [picker, upload, drawn], outputs, api_name=f"{name}_again")
 
 
 def _text_tab(spec: TabSpec, models: Models, max_steps: int) -> None:

@@ -46,12 +46,18 @@ SHOWN = f"(id) => document.getElementById(id)?.innerText.includes('{ANSWER}')"
 SHOWN += " && performance.now()"
 RELEASED = """() => { window.releasedAt = null; window.addEventListener('pointerup',
   () => { window.releasedAt ??= performance.now(); }, true); }"""
+# Every change to the answer's elements (text, probabilities, pictures), on the browser's
+# clock: the page answers during the stroke too, so the answer to the whole drawing is the
+# last change once the page is quiet.
+WATCH = """(ids) => { window.changedAt = [];
+  const seen = new MutationObserver(() => window.changedAt.push(performance.now()));
+  for (const id of ids) seen.observe(document.getElementById(id),
+    {subtree: true, childList: true, attributes: true, characterData: true}); }"""
+QUIET_MS = 2000  # no answer arrives later than this after the last one, on this machine
 SENT = """() => performance.getEntriesByType('resource').find(e =>
   e.name.includes('/queue/join') && e.startTime >= window.releasedAt)?.startTime ?? null"""
-# The canvas is there and its brush chosen (the page chooses it; a person could draw now).
-CANVAS = """(id) => !!document.querySelector(`#${id} canvas`)
-  && !!document.querySelector(`#${id} button[aria-label=Brush][data-chosen]`)
-  && performance.now()"""
+# The canvas is there: a person could draw now (no tool to pick first).
+CANVAS = "(id) => !!document.querySelector(`#${id} canvas`) && performance.now()"
 BROWSER = ("page load: first content", "page load: canvas ready",
            "drawing: mouse released to answer", "drawing: request sent to answer")  # fmt: skip
 PAINT = "() => performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? null"
@@ -154,19 +160,23 @@ def in_browser(url: str, task: str, repeats: int) -> tuple[dict[str, list[float]
 
 def draw(tab: Any, task: str) -> tuple[float, float | None]:
     """A downward stroke (a "1"), as the browser test draws, on the canvas as the page opens
-    it (brush chosen, nothing clicked first): ms from the mouse's release, and from the
-    request's sending, to the answer on the page."""
+    it (nothing clicked first): ms from the mouse's release, and from the sending of the
+    request made after it, to the answer to the whole stroke on the page (its last change
+    once quiet; 0 when the answer shown at release was already the final one)."""
     box = tab.locator(f"#{task}-sketch canvas").first.bounding_box()
     x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] * 0.25
     tab.evaluate(RELEASED)
+    tab.evaluate(WATCH, [f"{task}-answer", f"{task}-steps"])
     tab.mouse.move(x, y)
     tab.mouse.down()
     for step in range(1, 5):
         tab.mouse.move(x + step * 2, y + step * box["height"] * 0.13)
     tab.mouse.up()
-    shown = tab.wait_for_function(SHOWN, arg=f"{task}-answer").json_value()
+    tab.wait_for_function(SHOWN, arg=f"{task}-answer")
+    tab.wait_for_timeout(QUIET_MS)
     released, sent = tab.evaluate("() => window.releasedAt"), tab.evaluate(SENT)
-    return shown - released, None if sent is None else shown - sent
+    shown = max([released, *tab.evaluate("() => window.changedAt")])
+    return shown - released, None if sent is None else max(0.0, shown - sent)
 
 
 def in_process(run: Run, drawing: Image.Image, data_dir: str, repeats: int) -> list[float]:
