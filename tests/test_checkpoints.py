@@ -382,22 +382,22 @@ def test_resume_mid_epoch_with_a_batch_limit(compose_cfg, tmp_path, monkeypatch)
     # A stop 20 batches into a 30-batch epoch (trainer.limit_train_batches): the resumed run
     # takes the 10 left of that epoch, not 30 more, and ends as a run never stopped.
     from seqnets import signals
-    from seqnets.fastpath import FastSequenceModule
+    from seqnets.models.module import SequenceModule
     from seqnets.train import RunInterrupted
 
     def run(name: str, ckpt: Path | None = None) -> dict:
         return limited_run(compose_cfg, tmp_path / name, ckpt=ckpt)
 
     full = run("full")
-    step = FastSequenceModule.training_step
+    step = SequenceModule.training_step
 
-    def stopped_after_20(self, dataloader_iter):  # as a SIGTERM received during the call
-        out = step(self, dataloader_iter)
+    def stopped_after_20(self, batch, batch_idx):  # as a SIGTERM received during the step
+        out = step(self, batch, batch_idx)
         if self.global_step == 20:
             signals.state.received = signal.SIGTERM
         return out
 
-    monkeypatch.setattr(FastSequenceModule, "training_step", stopped_after_20)
+    monkeypatch.setattr(SequenceModule, "training_step", stopped_after_20)
     with pytest.raises(RunInterrupted) as stop:
         run("part")
     monkeypatch.undo()
@@ -427,7 +427,7 @@ def test_a_preempted_cluster_job_is_requeued_and_resumes_in_its_own_directory(
     # Under submitit (Hydra's SLURM launcher) a job about to be preempted or timed out gets
     # SIGUSR2, and submitit's handler requeues it and exits. The run first saves where it
     # stands; started again with the same arguments, in the same directory, it goes on.
-    from seqnets.fastpath import FastSequenceModule
+    from seqnets.models.module import SequenceModule
 
     args = (
         *tiny("task=remember", "model.hidden=3", "callbacks.analysis=null"),
@@ -447,15 +447,15 @@ def test_a_preempted_cluster_job_is_requeued_and_resumes_in_its_own_directory(
         raise SystemExit(-1)
 
     previous = signal.signal(signal.SIGUSR2, submitit)
-    step = FastSequenceModule.training_step
+    step = SequenceModule.training_step
 
-    def preempted_at_20(self, dataloader_iter):
-        out = step(self, dataloader_iter)
+    def preempted_at_20(self, batch, batch_idx):
+        out = step(self, batch, batch_idx)
         if self.global_step == 20 and not requeued:
             os.kill(os.getpid(), signal.SIGUSR2)  # the cluster's warning, mid-epoch
         return out
 
-    monkeypatch.setattr(FastSequenceModule, "training_step", preempted_at_20)
+    monkeypatch.setattr(SequenceModule, "training_step", preempted_at_20)
     job = tmp_path / "job"
     try:
         code, said = cli_in_process(*args, f"hydra.run.dir={job}", cwd=tmp_path, capsys=capsys)
@@ -463,7 +463,7 @@ def test_a_preempted_cluster_job_is_requeued_and_resumes_in_its_own_directory(
         record = load_metrics(job)
         assert record["status"] == "interrupted" and record["signal"] == "SIGUSR2"
         assert (job / "checkpoints" / "interrupted.ckpt").is_file()
-        monkeypatch.setattr(FastSequenceModule, "training_step", step)
+        monkeypatch.setattr(SequenceModule, "training_step", step)
         code, said = cli_in_process(*args, f"hydra.run.dir={job}", cwd=tmp_path, capsys=capsys)
         assert code == 0, said
     finally:

@@ -110,33 +110,3 @@ def test_lengths_reach_the_backbone_through_module_and_scoring(objective):
             torch.testing.assert_close(padded[i, :n], alone[0])
     ignored = module(x)  # the padding read as input changes the short sequences' answers
     assert not torch.allclose(ignored[1], direct[1], atol=1e-4)
-
-
-@pytest.mark.parametrize(
-    ("objective", "lengths"),
-    [(Classification(10), (3, 7, 5)), (BitSequence("ce"), (3, 7, 5)), (BitSequence("ce"), (4, 4))],
-)
-def test_merged_batches_score_as_the_batches_one_by_one(objective, lengths):
-    """A training call scores its batches merged (sums of different lengths padded): the
-    metrics must count exactly what updating them batch by batch counts."""
-    torch.manual_seed(0)
-    parts = []
-    for steps in lengths:
-        if objective.readout == "last":
-            logits, y = torch.randn(4, 10), torch.randint(0, 10, (4,))
-        else:
-            logits, y = torch.randn(4, steps, 1), torch.randint(0, 2, (4, steps))
-        parts.append((logits, {"y": y}))
-    one_by_one, merged = objective.metrics(), objective.metrics()
-    for logits, batch in parts:
-        objective.update(one_by_one, objective.predict(logits), batch)
-    logits, batch = objective.merge(parts)
-    objective.update(merged, objective.predict(logits), batch)
-    expected, scores = one_by_one.compute(), merged.compute()
-    assert scores.keys() == expected.keys()
-    for name in scores:
-        torch.testing.assert_close(scores[name], expected[name])
-    if objective.readout == "every" and len(set(lengths)) > 1:  # padding is marked, not scored
-        assert batch["lengths"].tolist() == [n for n in lengths for _ in range(4)]
-    elif objective.readout == "every":  # one length: nothing to pad
-        assert "lengths" not in batch and batch["y"].shape == (8, 4)

@@ -1,4 +1,4 @@
-"""seqnets: recurrent networks on three sequence tasks, configured by Hydra, run by Lightning."""
+"""seqnets: recurrent networks on four sequence tasks, configured by Hydra, run by Lightning."""
 
 from pathlib import Path
 

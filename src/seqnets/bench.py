@@ -4,9 +4,9 @@ Four paths per workload, measured in one process, interleaved round by round so 
 machine's drift (about +-15 % here) hits them alike; each figure is the median over rounds:
 
 - ``seqnets``: the real path, as ``python -m seqnets.train`` builds it (SequenceModule,
-  DataModule, Trainer with the default callbacks and TensorBoard logger, ``steps_per_call``
-  steps per call of the training step); timed from the end of one call to the end of the
-  last, so fetching the batches, the hooks, the metrics and the logging all count.
+  DataModule, Trainer with the default callbacks and TensorBoard logger); timed from the
+  end of one step to the end of the last, so fetching the batches, the hooks, the metrics
+  and the logging all count.
 - ``lightning``: the floor's model, data and recipe in a minimal LightningModule and Trainer
   (automatic optimisation, one step per call; no callbacks, logger or metrics): what the
   plain Lightning loop costs per step.
@@ -56,8 +56,7 @@ WORKLOADS: dict[str, list[str]] = {
     name: [f"task={name}", *task_class(name).bench] for name in TASKS if task_class(name).bench
 }
 PATHS = ("seqnets", "lightning", "reports", "floor")
-# Steps per round left out of the timing (allocator and kernel warm-up): one call of the
-# training step at the default steps_per_call.
+# Steps per round left out of the timing (allocator and kernel warm-up).
 WARMUP = 20
 
 
@@ -75,9 +74,8 @@ def compose_run(overrides: list[str], output_dir: str) -> DictConfig:
 
 class StepTimer(L.Callback):
     """Seconds per optimiser step after ``warmup`` steps: the wall time from the end of the
-    first training-step call past the warm-up to the end of the last call, over the steps
-    taken in between (a seqnets call takes several), so fetching the batches, every hook and
-    the logging all count."""
+    first step past the warm-up to the end of the last, over the steps taken in between, so
+    fetching the batches, every hook and the logging all count."""
 
     def __init__(self, warmup: int) -> None:
         self.warmup = warmup

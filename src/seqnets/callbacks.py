@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,77 +42,89 @@ def _tensorboard(trainer: L.Trainer) -> Any | None:
     return logger.experiment if logger is not None else None
 
 
-def call_losses(trainer: L.Trainer, outputs: Any) -> tuple[int, torch.Tensor] | None:
-    """What one call of the training step trained: the global step of its first optimiser
-    step (numbered from 1, as ``global_step`` counts them) and every step's loss, in order
-    (one on Lightning's loop, several on the fast path); None for a call that took none."""
-    losses = outputs.get("losses") if isinstance(outputs, dict) else None
-    if losses is None:
-        return None
-    return trainer.global_step - losses.numel() + 1, losses
-
-
-class Cadence:
-    """Due once per block of ``every`` optimiser steps. A training-step call may take
-    several steps, so a check "when the step is a multiple of n" could be jumped over."""
-
-    def __init__(self, every: int) -> None:
-        self.every = every
-        self._block: int | None = None
-
-    def due(self, step: int) -> bool:
-        block = step // self.every
-        if block == self._block:
-            return False
-        self._block = block
-        return True
+def _objective(outputs: Any) -> torch.Tensor | None:
+    """The training step's objective loss (``SequenceModule.training_step``), or None."""
+    return outputs.get("objective") if isinstance(outputs, dict) else None
 
 
 class History(L.Callback):
-    """Training loss at every step and every epoch's train/validation metrics, kept in memory
-    for ``metrics.json`` (TensorBoard keeps them too, but the report should not need it).
+    """Training loss at every step, every epoch's train metrics and, for the epochs that
+    validated, the validation metrics, plus the seconds spent training and testing; kept in
+    memory for ``metrics.json`` (TensorBoard keeps the curves too, but the report should not
+    need it).
 
-    Saved in checkpoints, so a resumed run's history starts at its first epoch.
+    Saved in checkpoints, so a resumed run's history starts at its first epoch and its
+    training time counts the time before the stop.
     """
 
     def __init__(self) -> None:
-        # (first step, losses) per training-step call; tensors until read, since reading
-        # one would stall a GPU every call.
-        self._calls: list[tuple[int, torch.Tensor | list[float]]] = []
+        # (global step, loss) per optimiser step; tensors until read, since reading one
+        # would stall a GPU every step.
+        self._steps: list[tuple[int, torch.Tensor | float]] = []
         self.epochs: list[dict[str, float]] = []
+        self.seconds = {"train": 0.0, "test": 0.0}
+        self._validated: dict[str, float] = {}
+        self._started: dict[str, float] = {}
 
     @property
     def steps(self) -> list[tuple[int, float]]:
         """(global step, training loss) pairs."""
-        pairs = []
-        for first, losses in self._calls:
-            values = losses.tolist() if isinstance(losses, torch.Tensor) else losses
-            pairs += [(first + i, float(loss)) for i, loss in enumerate(values)]
-        return pairs
+        return [(step, float(loss)) for step, loss in self._steps]
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, *args: Any
     ) -> None:
-        took = call_losses(trainer, outputs)
-        if took is not None:
-            self._calls.append(took)
+        loss = _objective(outputs)
+        if loss is not None:
+            self._steps.append((trainer.global_step, loss))
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Only a validation that ran in this epoch (not the sanity check) gives the epoch's
+        # row its validation values: callback_metrics would carry the last ones over.
+        if trainer.sanity_checking or not hasattr(pl_module, "epoch_metrics"):
+            return
+        values = pl_module.epoch_metrics("val")
+        self._validated = {key: float(value) for key, value in values.items()}
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Callbacks run before the module's own epoch-end hook, which logs these same values:
         # they are read from the module's metrics rather than from what has been logged.
         row: dict[str, float] = {"epoch": trainer.current_epoch}
         row |= {key: float(value) for key, value in pl_module.epoch_metrics("train").items()}
-        for key, value in trainer.callback_metrics.items():
-            if key.startswith("val/"):
-                row[key] = float(value)
+        row |= self._validated
+        self._validated = {}
         self.epochs.append(row)
 
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._started["train"] = time.perf_counter()
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._stop("train")
+
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._started["test"] = time.perf_counter()
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._stop("test")
+
+    def on_exception(self, trainer: L.Trainer, *args: Any) -> None:
+        self._stop("train")  # a stopped or diverged run's training time still counts
+
+    def _stop(self, stage: str) -> None:
+        started = self._started.pop(stage, None)
+        if started is not None:
+            self.seconds[stage] += time.perf_counter() - started
+
     def state_dict(self) -> dict[str, Any]:
-        return {"steps": self.steps, "epochs": self.epochs}
+        train_seconds = self.seconds["train"]
+        if "train" in self._started:  # saved mid-training: the time so far
+            train_seconds += time.perf_counter() - self._started["train"]
+        return {"steps": self.steps, "epochs": self.epochs, "train_seconds": train_seconds}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._calls = [(step, [loss]) for step, loss in state_dict["steps"]]
+        self._steps = list(map(tuple, state_dict["steps"]))
         self.epochs = list(state_dict["epochs"])
+        self.seconds["train"] = state_dict.get("train_seconds", 0.0)
 
 
 class DivergenceGuard(L.Callback):
@@ -119,30 +132,27 @@ class DivergenceGuard(L.Callback):
     saved and no epoch runs on for nothing; ``RunDiverged`` carries the step.
 
     The first bad step is recorded exactly, on the loss's device; it is read back to the
-    host after every training-step call on the CPU (free there, and the module ends a call
-    at a diverged step, so the run stops at it), and once every ``sync_every_n_steps`` steps
-    on an accelerator.
+    host after every step on the CPU (free there, so the run stops at it), and once every
+    ``sync_every_n_steps`` steps on an accelerator (a read-back stalls the device).
     """
 
     def __init__(self, sync_every_n_steps: int = 50) -> None:
-        self.cadence = Cadence(sync_every_n_steps)
+        self.every = sync_every_n_steps
         self._first_bad: torch.Tensor | None = None  # (step, loss), step -1 while all is well
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, *args: Any
     ) -> None:
-        took = call_losses(trainer, outputs)
-        if took is None:
+        loss = _objective(outputs)
+        if loss is None:
             return
-        first, losses = took
-        bad = ~torch.isfinite(losses)
-        at = torch.argmax(bad.to(torch.uint8))  # this call's first bad step (0 if none)
-        record = torch.stack([(at + first).to(losses.dtype), losses[at]])
         if self._first_bad is None:
-            self._first_bad = torch.full((2,), -1.0, device=losses.device)
-        new = bad.any() & (self._first_bad[0] < 0)
-        self._first_bad = torch.where(new, record, self._first_bad)
-        if losses.device.type == "cpu" or self.cadence.due(trainer.global_step):
+            self._first_bad = torch.full((2,), -1.0, device=loss.device)
+        loss = loss.float()
+        new = ~torch.isfinite(loss) & (self._first_bad[0] < 0)
+        step = torch.full_like(loss, trainer.global_step)
+        self._first_bad = torch.where(new, torch.stack([step, loss]), self._first_bad)
+        if loss.device.type == "cpu" or trainer.global_step % self.every == 0:
             self._raise_if_bad(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -206,18 +216,17 @@ class InterruptCheckpoint(OnExceptionCheckpoint):
     the middle of an epoch; a diverged or crashed run leaves none (its weights may be NaN).
     ``saved`` says where it went.
 
-    While training is under way the stop takes effect when the next call of the training
-    step starts (within ``steps_per_call`` steps on the fast path), or when training ends if
-    no call is left: see ``seqnets.signals`` for why. Under DDP the ranks agree on stopping
-    (a collective, so a host sync on GPUs) only once every ``sync_every_n_steps`` steps, all
-    at the same step.
+    While training is under way the stop takes effect when the next step starts, or when
+    training ends if no step is left: see ``seqnets.signals`` for why. Under DDP the ranks
+    agree on stopping (a collective, so a host sync on GPUs) only once every
+    ``sync_every_n_steps`` steps, all at the same step.
     """
 
     def __init__(
         self, dirpath: str, filename: str = "interrupted", sync_every_n_steps: int = 50
     ) -> None:
         super().__init__(dirpath, filename)
-        self.cadence = Cadence(sync_every_n_steps)
+        self.every = sync_every_n_steps
         self.saved: str | None = None
         self._previous: dict[int, Any] = {}
 
@@ -234,7 +243,7 @@ class InterruptCheckpoint(OnExceptionCheckpoint):
     def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
         stop = signals.state.received is not None
         if trainer.world_size > 1:  # every rank stops at the same step, or the others hang
-            if not self.cadence.due(trainer.global_step):
+            if trainer.global_step % self.every:
                 return
             stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
         if stop:

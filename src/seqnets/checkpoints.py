@@ -182,6 +182,9 @@ def resume_config(cfg: DictConfig, overrides: list[str], finished_ok: bool = Fal
     old_paths = stored.get("paths", {})
     stored = records.reanchor(stored, old_paths.get("output_dir", ""), "${paths.output_dir}")
     stored = records.reanchor(stored, old_paths.get("data_dir", ""), "${paths.data_dir}")
+    for key in records.REMOVED:  # settings of runs made before 0.2 that nothing reads now
+        stored.pop(key, None)
+    stored.get("callbacks", {}).pop("timer", None)  # max_time is Lightning's again
     resumed = OmegaConf.create(stored)
     resumed.paths = OmegaConf.to_container(cfg.paths, resolve=False)
     for override in OverridesParser.create().parse_overrides(overrides):

@@ -27,7 +27,6 @@ from seqnets.errors import (
     check_int,
     check_real,
 )
-from seqnets.fastpath import LOOPS
 from seqnets.models.backbone import cell_class, parameter_count
 
 # The config groups (conf/<group>/): choosing another option of one picks other parts.
@@ -52,8 +51,6 @@ def check_config(cfg: DictConfig, overrides: Sequence[str] = (), multirun: bool 
     check_real("l2", cfg.l2, 0.0)
     if cfg.get("threads") is not None:
         check_int("threads", cfg.threads, 1)
-    check_int("steps_per_call", cfg.get("steps_per_call", 1), 1)
-    check_choice("loop", cfg.get("loop", "auto"), LOOPS)
     _check_task(cfg.task)
     datamodule = build_checked(cfg.task.datamodule, "task.datamodule")
     objective = build_checked(cfg.task.objective, "task.objective")

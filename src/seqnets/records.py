@@ -54,14 +54,26 @@ RUN_ENTRIES = (
 VOLATILE = (
     "paths",
     "threads",
-    "steps_per_call",  # the same steps, taken several per call (tests/test_steps_per_call.py)
-    "loop",  # the fast path or Lightning's loop: the same run (seqnets.fastpath)
+    # Settings of the second training loop, removed in 0.2: runs made before still hold
+    # them, and are the same runs as those made since (the same steps, one per call).
+    "steps_per_call",
+    "loop",
     "ckpt_path",
     "sweep",  # how a sweep finds, claims and resumes runs (seqnets.runs), not what they compute
     "callbacks.progress_bar",
+    "callbacks.lr_monitor",  # what TensorBoard shows of the learning rate
+    "callbacks.timer",  # a Timer without a duration, in every run made before 0.2
     "trainer.enable_progress_bar",
     "trainer.enable_model_summary",
 )
+
+
+# Top-level settings that no longer exist (the second training loop's): an old run's config
+# may hold them; a command line that sets one gets one line saying so.
+REMOVED = {
+    "loop": "seqnets trains in Lightning's own loop only (the fast path was removed in 0.2)",
+    "steps_per_call": "every call of the training step takes one step (removed in 0.2)",
+}
 
 
 def is_volatile(key: str) -> bool:

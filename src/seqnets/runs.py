@@ -43,7 +43,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from seqnets import records, signals
 from seqnets.errors import ConfigError, check_bool, check_choice, check_real
@@ -183,6 +185,42 @@ def resume_point(candidates: list[dict[str, Any]]) -> Path | None:
         except CheckpointError as error:
             log.warning("not resuming from %s: %s", file, error)
     return None
+
+
+# What only a run that started training leaves in its directory (Hydra writes ``.hydra/`` and
+# the log of any command it starts there, refused ones too).
+TRAINED_ENTRIES = (records.METRICS, CHECKPOINTS, "tensorboard", "csv", "figures")
+
+
+def occupant(run_dir: Path, ident: str, reuse: bool) -> str | None:
+    """Why a job must not run in ``run_dir``, or None when it may. A fixed ``hydra.run.dir``
+    or ``hydra.sweep.dir`` can point a job at a directory that already holds a run: the job
+    may continue it (same identity, stopped before its end: a requeued cluster job) or, with
+    ``sweep.resume``, reuse it (same identity, a result); anything else would write one
+    run's files over another's."""
+    if not any((run_dir / entry).exists() for entry in TRAINED_ENTRIES):
+        return None
+    found = facts(run_dir)
+    same = found["identity"] == ident
+    if same and (found["status"] in RESUMABLE or (reuse and found["status"] in RESULTS)):
+        return None
+    what = "this same run" if same else "another run"
+    hint = " or add sweep.resume=true to reuse it" if same and found["status"] in RESULTS else ""
+    return (
+        f"{run_dir} already holds {what} ({found['status']}), and a run never writes over "
+        f"another's files: choose a new hydra.run.dir / hydra.sweep.dir{hint}"
+    )
+
+
+def job_identity(config: DictConfig, output_dir: Path) -> str:
+    """The identity of the run a job composed as ``config`` (Hydra's node included) would
+    train in ``output_dir``: known before Hydra writes anything there."""
+    config = config.copy()
+    with open_dict(config):
+        config.hydra.runtime.output_dir = str(output_dir.resolve())
+        HydraConfig.instance().set_config(config)  # what ${hydra:runtime.output_dir} reads
+        del config.hydra
+    return identity(OmegaConf.to_container(config, resolve=True))
 
 
 # --- claims ---------------------------------------------------------------------------------
@@ -379,8 +417,10 @@ def job(cfg: DictConfig, train: Callable[..., float | None]) -> float | None:
             records.discard_run_dir(run_dir)
             sys.stderr.write("seqnets: interrupted while waiting for a claimed run\n")
             sys.exit(signals.exit_code(signals.state.received))
+    # The sweep's own directory too: a fixed hydra.sweep.dir (or run.dir) run again.
+    here = run_dir.parent if HydraConfig.get().mode == RunMode.MULTIRUN else run_dir
     try:
-        candidates = index(roots(settings.runs_dir), slim=True)[0].get(ident, [])
+        candidates = index([*roots(settings.runs_dir), here], slim=True)[0].get(ident, [])
         found = result(candidates, tuple(settings.retrain))
         if found is not None:
             return reuse(run_dir, found, ident)
@@ -398,7 +438,9 @@ def reuse(run_dir: Path, found: dict[str, Any], ident: str) -> float | None:
     """Record in this job's directory which run it reused, and return that run's best
     validation value (finite, or None: what sweepers read)."""
     source = str(Path(found["dir"]).resolve())  # readable from any working directory
-    if source != str(run_dir.resolve()):  # the job's own directory already holds it: as is
+    if source == str(run_dir.resolve()):  # the job's own directory already holds it: as is
+        _in_place.add(source)
+    else:
         records.write_metrics(
             run_dir, {"status": records.REUSED, "reused_from": source, "identity": ident}
         )
@@ -407,10 +449,15 @@ def reuse(run_dir: Path, found: dict[str, Any], ident: str) -> float | None:
     return value if isinstance(value, float) and math.isfinite(value) else None
 
 
+# Job directories that this process found already holding their run (a fixed sweep
+# directory run again) and reused as they are: their records alone read as trained.
+_in_place: set[str] = set()
+
+
 def how(job_record: dict[str, Any]) -> str | None:
     """What a sweep job did, from its own record (``read_run(..., follow=False)``): reused,
     resumed or trained; None for a job that did not run (invalid, or no record yet)."""
-    if job_record["status"] == records.REUSED:
+    if job_record["status"] == records.REUSED or job_record.get("dir") in _in_place:
         return REUSED
     if job_record.get("resumed_from"):
         return RESUMED
@@ -421,4 +468,4 @@ def how(job_record: dict[str, Any]) -> str | None:
 
 def tally(job_dirs: list[Path]) -> Counter:
     """How many of these sweep jobs were reused, resumed, trained."""
-    return Counter(h for d in job_dirs if (h := how(records.read_run(d, follow=False))))
+    return Counter(h for d in job_dirs if (h := how(records.read_run(d.resolve(), follow=False))))

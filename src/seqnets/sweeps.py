@@ -21,7 +21,7 @@ from typing import Any
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from seqnets import records, runs, signals
 from seqnets.checkpoints import load_checkpoint, run_config
@@ -63,6 +63,7 @@ class RunGuard(Callback):
         try:
             check_config(run_config(config, overrides), overrides)
             runs.check_settings(config)
+            _check_own_dir(config, Path(config.hydra.run.dir))
         except ConfigError as error:
             _fail([str(error)])
 
@@ -86,6 +87,9 @@ class RunGuard(Callback):
             try:
                 check_config(run_config(job, list(overrides)), overrides, multirun=True)
                 runs.check_settings(job)
+                with open_dict(job):
+                    job.hydra.job.num = number
+                _check_own_dir(job, Path(job.hydra.sweep.dir) / job.hydra.sweep.subdir)
             except ConfigError as error:
                 problems.append(f"job {number} ({' '.join(overrides)}): {error}")
         if problems:
@@ -97,6 +101,19 @@ class RunGuard(Callback):
             sys.stderr.write(f"seqnets: {line}\n")
         if failed:
             sys.exit(EXIT_FAILED)
+
+
+def _check_own_dir(config: DictConfig, run_dir: Path) -> None:
+    """A job's directory that already holds a run (a fixed ``hydra.run.dir`` or
+    ``hydra.sweep.dir`` used again) is refused before Hydra writes into it, unless the job
+    continues or reuses that very run (``runs.occupant``)."""
+    if not run_dir.is_dir() or config.get("ckpt_path"):
+        return
+    ident = runs.job_identity(config, run_dir)
+    reuse = bool(OmegaConf.select(config, "sweep.resume", default=False))
+    why = runs.occupant(run_dir, ident, reuse=reuse)
+    if why is not None:
+        raise ConfigError(why)
 
 
 class CheckpointGuard(Callback):
@@ -139,6 +156,10 @@ def cli(main: Callable[[], Any]) -> None:
     number, in whichever phase it was (``seqnets.signals``)."""
     global _composed
     _composed = False
+    for arg in sys.argv[1:]:
+        key = arg.lstrip("+~").split("=", 1)[0]
+        if key in records.REMOVED:
+            _fail([f"{arg!r} is not allowed: {records.REMOVED[key]}; drop it"])
     signals.install()
     # A full disk fails every write to the run's log: one line says so, not a traceback per
     # log record (logging's documented switch for this).

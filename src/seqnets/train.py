@@ -26,11 +26,11 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, Timer
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, ProgressBar, Timer
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig
 
-from seqnets import CONF_DIR, cost, fastpath, records, runs, signals, sweeps
+from seqnets import CONF_DIR, cost, records, runs, signals, sweeps
 from seqnets.callbacks import History, InterruptCheckpoint, TestAnalysis, first_of_type
 from seqnets.checkpoints import run_config
 from seqnets.checks import check_config, warn_long_training
@@ -58,13 +58,15 @@ class RunInterrupted(Exception):
 def build(cfg: DictConfig) -> tuple[L.LightningDataModule, SequenceModule, L.Trainer]:
     """Instantiate what the config names (``check_config`` has vetted every value)."""
     datamodule = instantiate(cfg.task.datamodule)
-    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    chosen = {k: c for k, c in cfg.callbacks.items() if c is not None}
+    if not loggers:  # the default LearningRateMonitor has nowhere to write (Lightning refuses)
+        chosen.pop("lr_monitor", None)
+    callbacks = [instantiate(c) for c in chosen.values()]
     if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses a bar then
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    # The fast path where nothing configured can tell (seqnets.fastpath), else Lightning's loop.
-    module = fastpath.module_class(cfg, trainer).from_config(cfg, datamodule.num_features)
+    module = SequenceModule.from_config(cfg, datamodule.num_features)
     return datamodule, module, trainer
 
 
@@ -103,16 +105,16 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             "value": str(diverged.value),
         }
     fit_wall = time.perf_counter() - start
-    timer = first_of_type(callbacks, Timer)
-    # Read now: loading the best checkpoint for testing restores the Timer's saved state,
-    # which Lightning then adds to the training time as an offset.
-    train_time = timer.time_elapsed("train") if timer else fit_wall
     checkpoint = first_of_type(callbacks, ModelCheckpoint)
     best_path = getattr(checkpoint, "best_model_path", "") or None
     history = first_of_type(callbacks, History)
-    # Read now too: testing restores the history saved in the best checkpoint, which ends at
+    # Read now: testing restores the history saved in the best checkpoint, which ends at
     # the best epoch (the last one, often, but not when a later epoch did worse).
     epochs, steps = (list(history.epochs), history.steps) if history else ([], [])
+    train_time = history.seconds["train"] if history else fit_wall
+    if metrics["status"] == records.COMPLETED:
+        metrics["stopped_by"] = stopped_by(trainer)
+        log.info("training stopped: %s", metrics["stopped_by"])
     analysis = first_of_type(callbacks, TestAnalysis)
 
     test, test_wall = {}, 0.0
@@ -144,7 +146,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         "epochs_trained": trainer.current_epoch,
         "steps_trained": trainer.global_step,
         "train_time_s": train_time,
-        "test_time_s": timer.time_elapsed("test") if timer and test else test_wall,
+        "test_time_s": history.seconds["test"] if history and test else test_wall,
         "fit_wall_s": fit_wall,
         "test_wall_s": test_wall,
         "num_parameters": sum(p.numel() for p in module.parameters()),
@@ -157,6 +159,24 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     if test:
         log_hparams(trainer, cfg, metrics)
     return metrics, {"datamodule": datamodule, "module": module, "trainer": trainer}
+
+
+def stopped_by(trainer: L.Trainer) -> str:
+    """Why a finished fit ended, in the words of the setting that ended it: a run cut short
+    by a time limit, a step limit or early stopping is still complete, and says so."""
+    timer = first_of_type(trainer.callbacks, Timer)
+    remaining = timer.time_remaining("train") if timer is not None else None
+    if remaining is not None and remaining <= 0:
+        elapsed = timer.time_elapsed("train")
+        return f"the time limit (trainer.max_time) was reached after {elapsed:.1f} s of training"
+    stopper = first_of_type(trainer.callbacks, EarlyStopping)
+    if stopper is not None and stopper.stopped_epoch:
+        return f"early stopping on {stopper.monitor} (epoch {stopper.stopped_epoch})"
+    if 0 <= trainer.max_steps <= trainer.global_step:
+        return f"trainer.max_steps={trainer.max_steps}"
+    if trainer.max_epochs is not None and 0 <= trainer.max_epochs <= trainer.current_epoch:
+        return f"trainer.max_epochs={trainer.max_epochs}"
+    return f"stopped at epoch {trainer.current_epoch} (trainer.should_stop)"
 
 
 @contextmanager

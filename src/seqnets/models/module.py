@@ -3,25 +3,27 @@
 from __future__ import annotations
 
 import inspect
+import logging
 import math
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.plugins.precision import MixedPrecision
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
 
-from seqnets.errors import check_int, check_real
+from seqnets.errors import check_real
 from seqnets.models.backbone import RecurrentBackbone
 from seqnets.models.objectives import Batch, Objective
 
+log = logging.getLogger(__name__)
+
 STAGES = ("train", "val", "test")
-# Logged with the epoch metrics: Lightning's loggers take "step" as their x value, and
-# "epoch" is Lightning's usual companion curve. Neither is a score.
-AXES = ("step", "epoch")
 
 
 class SequenceModule(L.LightningModule):
@@ -32,12 +34,10 @@ class SequenceModule(L.LightningModule):
     ``config`` is the run's resolved config: it travels in every checkpoint so that a checkpoint
     alone can rebuild its task, model and data.
 
-    This class trains in Lightning's own loop (automatic optimisation, one step per call);
-    ``seqnets.fastpath.FastSequenceModule`` takes several steps per call where nothing
-    configured can tell the difference (its docstring holds the contract), and the run's
-    config chooses between them (``loop``, ``steps_per_call``). ``gradient_clip`` is the
-    gradients' maximum norm (None: no clipping), applied after mixed precision unscales them,
-    unless the user sets Lightning's ``trainer.gradient_clip_val``.
+    It trains in Lightning's own loop (automatic optimisation): every Trainer flag and
+    callback acts as Lightning documents. ``gradient_clip`` is the gradients' maximum norm
+    (None: no clipping), applied after mixed precision unscales them, unless the user sets
+    Lightning's ``trainer.gradient_clip_val``.
     """
 
     def __init__(
@@ -48,7 +48,6 @@ class SequenceModule(L.LightningModule):
         scheduler: Callable[..., Any] | None = None,
         l2: float = 0.0,
         gradient_clip: float | None = None,
-        steps_per_call: int = 1,
         config: dict | None = None,
     ) -> None:
         super().__init__()
@@ -56,7 +55,6 @@ class SequenceModule(L.LightningModule):
         self.gradient_clip = (
             None if gradient_clip is None else check_real("task.gradient_clip", gradient_clip, 0.0)
         )
-        self.steps_per_call = check_int("steps_per_call", steps_per_call, 1)
         lr = getattr(optimizer, "keywords", {}).get("lr")
         if lr is not None:
             # Checked here, before any data is read, rather than when the Trainer starts.
@@ -87,7 +85,6 @@ class SequenceModule(L.LightningModule):
             scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
             l2=cfg.l2,
             gradient_clip=cfg.task.gradient_clip,
-            steps_per_call=cfg.get("steps_per_call", 1),
             config=OmegaConf.to_container(cfg, resolve=True),
         )
 
@@ -101,8 +98,12 @@ class SequenceModule(L.LightningModule):
         return metrics.clone(prefix=f"{stage}/")
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits: (batch, outputs) for last-step readouts, (batch, steps, outputs) otherwise."""
-        outputs, final = self.backbone(x, lengths)
+        """Logits: (batch, outputs) for last-step readouts, (batch, steps, outputs) otherwise.
+
+        The input takes the weights' dtype: Lightning's true-precision plugins (``bf16-true``,
+        ``64-true``) convert the batches a loader yields, but a DataModule that makes floats
+        after the transfer (MNIST normalises its bytes on the device) still makes float32."""
+        outputs, final = self.backbone(x.to(self.dtype), lengths)
         return self.readout(final if self.objective.readout == "last" else outputs)
 
     def l2_penalty(self) -> torch.Tensor:
@@ -115,18 +116,16 @@ class SequenceModule(L.LightningModule):
         return logits, self.objective.loss(logits, batch)
 
     def _update(
-        self, stage: str, preds: torch.Tensor, batch: Batch, losses: torch.Tensor, sizes: list[int]
+        self, stage: str, preds: torch.Tensor, batch: Batch, loss: torch.Tensor, size: int
     ) -> None:
-        """The stage's metrics, updated on the device with the predictions for ``batch``
-        (one or several batches merged) and the batches' losses. Losses are expanded to one
-        value per sequence so that the epoch mean weights sequences equally (MeanMetric
-        drops its weight argument when NaN checks are off, and they are off so that a
-        diverged loss shows as NaN)."""
+        """The stage's metrics, updated on the device with the batch's predictions and loss.
+        The loss is expanded to one value per sequence so that the epoch mean weights
+        sequences equally (MeanMetric drops its weight argument when NaN checks are off, and
+        they are off so that a diverged loss shows as NaN)."""
         metrics = self.stage_metrics[f"{stage}_"]
         with torch.no_grad():
             self.objective.update(metrics, preds, batch)
-            repeats = torch.as_tensor(sizes, device=losses.device)
-            metrics["loss"].update(losses.detach().repeat_interleave(repeats))
+            metrics["loss"].update(loss.detach().expand(size))
 
     def training_losses(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """A training batch's logits, its objective loss (what curves and the history show)
@@ -136,34 +135,21 @@ class SequenceModule(L.LightningModule):
         return logits, loss, total
 
     def training_step(self, batch: Batch, batch_idx: int) -> dict[str, torch.Tensor]:
-        """One optimiser step in Lightning's own loop (automatic optimisation): Lightning
-        fetches and moves the batch, steps the optimiser and the schedule, and calls every
-        hook as it documents. The returned ``losses`` (the objective's loss, without the L2
-        penalty) is what the History and the divergence guard read, as from the fast path."""
+        """One optimiser step (automatic optimisation). ``objective`` is the objective's loss
+        without the L2 penalty: what the curves, the History and the divergence guard show.
+        Nothing here reads a value back to the host: Lightning logs ``train/loss_step`` at
+        its ``log_every_n_steps`` cadence, and the learning rate is ``LearningRateMonitor``'s."""
         logits, loss, total = self.training_losses(batch)
         loss = loss.detach()
-        self._update(
-            "train",
-            self.objective.predict(logits.detach()),
-            batch,
-            loss.reshape(1),
-            [batch["x"].shape[0]],
-        )
-        step = self.global_step + 1  # the step this batch takes, as global_step counts
-        if self.logs_at(step):  # the rate this step uses: Lightning steps after this call
-            self.log_step(step, loss, self.optimizers().param_groups[0]["lr"])
-        return {"loss": total, "losses": loss.reshape(1)}
+        size = batch["x"].shape[0]
+        self._update("train", self.objective.predict(logits.detach()), batch, loss, size)
+        self.log("train/loss_step", loss, on_step=True, on_epoch=False, batch_size=size)
+        return {"loss": total, "objective": loss}
 
-    def logs_at(self, step: int) -> bool:
-        """Whether the per-step curves get a point at ``step`` (``log_every_n_steps``)."""
-        return bool(self.loggers) and step % self.trainer.log_every_n_steps == 0
-
-    def log_step(self, step: int, loss: torch.Tensor, lr: float) -> None:
-        """TensorBoard's per-step curves (loss, learning rate) at the optimiser step itself,
-        at the steps ``logs_at`` names, whichever loop took the step. Written to the loggers
-        directly: ``self.log`` would put a fast-path value at Lightning's count of calls."""
-        for logger in self.loggers:
-            logger.log_metrics({"train/loss_step": float(loss), "train/lr": lr}, step=step)
+    def _clips_under_mixed_precision(self) -> bool:
+        clip = self.trainer.gradient_clip_val
+        clips = (clip if clip is not None else self.gradient_clip) or 0
+        return clips > 0 and isinstance(self.trainer.precision_plugin, MixedPrecision)
 
     def configure_gradient_clipping(
         self,
@@ -180,7 +166,7 @@ class SequenceModule(L.LightningModule):
     def _evaluation_step(self, batch: Batch, stage: str) -> torch.Tensor:
         logits, loss = self._forward_step(batch)
         preds = self.objective.predict(logits)
-        self._update(stage, preds, batch, loss.reshape(1), [batch["x"].shape[0]])
+        self._update(stage, preds, batch, loss, batch["x"].shape[0])
         return preds
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
@@ -203,10 +189,6 @@ class SequenceModule(L.LightningModule):
             # Logged once per epoch, already reduced: no batch size to weight by.
             values = self.epoch_metrics(stage)
             self.log_dict(values, on_step=False, on_epoch=True, batch_size=1)
-            # The x-axis of these curves: the optimiser step (Lightning would use its count
-            # of training-step calls, which is not the step when a call takes several).
-            axes = {"step": float(self.global_step), "epoch": float(self.current_epoch)}
-            self.log_dict(axes, on_step=False, on_epoch=True, batch_size=1)
         metrics.reset()
 
     def on_train_epoch_end(self) -> None:
@@ -236,7 +218,13 @@ class SequenceModule(L.LightningModule):
         }
 
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(params=self.parameters())
+        factory = self.optimizer_factory
+        if getattr(factory, "keywords", {}).get("fused") and self._clips_under_mixed_precision():
+            # A fused optimiser unscales inside its own step, so Lightning's mixed precision
+            # cannot clip its gradients (it refuses): the unfused kernel, same arithmetic.
+            log.info("optimizer.fused=false: mixed precision clips the gradients first")
+            factory = partial(factory, fused=False)
+        optimizer = factory(params=self.parameters())
         if self.scheduler_factory is None:
             return optimizer
         parameters = inspect.signature(
@@ -261,8 +249,9 @@ class SequenceModule(L.LightningModule):
 
 
 def logged_scores(results: dict[str, Any]) -> dict[str, float]:
-    """What ``trainer.test`` returns, as plain numbers, without the axes logged with them."""
-    return {key: float(value) for key, value in results.items() if key not in AXES}
+    """What ``trainer.test`` returns, as plain numbers. (Runs made before 0.2 also logged
+    the "step" and "epoch" axes: not scores.)"""
+    return {key: float(value) for key, value in results.items() if key not in ("step", "epoch")}
 
 
 def gather_ragged(module: L.LightningModule, values: torch.Tensor) -> torch.Tensor:

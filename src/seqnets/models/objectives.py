@@ -19,17 +19,7 @@ PAD = -1  # target value of padded steps, ignored by the bit metrics
 
 
 class Objective:
-    """What every objective has. ``merge`` joins several batches' logits and targets into
-    one batch's: the training step scores all the batches of a call at once, since each
-    torchmetrics update has a fixed cost that a small model's step notices."""
-
-    def merge(self, parts: list[tuple[torch.Tensor, Batch]]) -> tuple[torch.Tensor, Batch]:
-        """Batches whose logits have one shape past the first dimension, joined as they are."""
-        if len(parts) == 1:
-            return parts[0]
-        return torch.cat([logits for logits, _ in parts]), {
-            "y": torch.cat([batch["y"] for _, batch in parts])
-        }
+    """What every objective has: a loss, a prediction, and the metrics it is scored by."""
 
     def update(self, metrics: MetricCollection, preds: torch.Tensor, batch: Batch) -> None:
         raise NotImplementedError
@@ -124,21 +114,6 @@ class BitSequence(Objective):
             },
             compute_groups=False,
         )
-
-    def merge(self, parts: list[tuple[torch.Tensor, Batch]]) -> tuple[torch.Tensor, Batch]:
-        """Sums of different lengths, padded to the longest (the padding marked by
-        ``lengths``, so the metrics skip it); sums all of one length, as they are."""
-        longest = max(logits.shape[1] for logits, _ in parts)
-        if all(p.shape[1] == longest and "lengths" not in batch for p, batch in parts):
-            return super().merge(parts)
-        logits, targets, lengths = [], [], []
-        for part, batch in parts:
-            pad = longest - part.shape[1]
-            logits.append(F.pad(part, (0, 0, 0, pad)))
-            targets.append(F.pad(batch["y"], (0, pad), value=PAD))
-            rows = batch["y"].shape[0]
-            lengths.append(batch.get("lengths", torch.full((rows,), part.shape[1])))
-        return torch.cat(logits), {"y": torch.cat(targets), "lengths": torch.cat(lengths)}
 
     def update(self, metrics: MetricCollection, preds: torch.Tensor, batch: Batch) -> None:
         target, mask = batch["y"], self.mask(batch)
