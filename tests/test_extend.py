@@ -17,7 +17,34 @@ import pytest
 
 from tests.conftest import DATA_DIR
 
-pytestmark = pytest.mark.slow
+
+def test_new_writes_python_that_parses_and_refuses_bad_names(tmp_path, monkeypatch):
+    """Quick: the skeletons are valid Python and YAML; a bad name or an existing file stops
+    ``new`` before it writes anything."""
+    import ast
+
+    import yaml
+
+    from seqnets import new
+    from seqnets.errors import ConfigError
+
+    for kind in ("task", "cell"):
+        for path, text in new.files(kind, "my_thing").items():
+            if path.endswith(".py"):
+                ast.parse(text)
+            else:
+                yaml.safe_load(text)
+    with pytest.raises(ConfigError, match="NAME='My-Task' is not allowed"):
+        new.files("task", "My-Task")
+    with pytest.raises(ConfigError, match="'model' is not allowed: usage"):
+        new.files("model", "x")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "conf" / "model").mkdir(parents=True)
+    (tmp_path / "conf" / "model" / "x.yaml").write_text("mine\n")
+    with pytest.raises(ConfigError, match=r"conf/model/x\.yaml already exist"):
+        new.main(["cell", "x"])
+    assert not (tmp_path / "x_cell.py").exists()
+    assert (tmp_path / "conf" / "model" / "x.yaml").read_text() == "mine\n"
 
 
 def _env(folder: Path) -> dict[str, str]:
@@ -45,6 +72,7 @@ def _run(folder: Path, *args: str, module: str = "seqnets.train") -> subprocess.
     return done
 
 
+@pytest.mark.slow
 def test_a_task_and_a_cell_of_ones_own(tmp_path):
     folder = tmp_path / "mywork"
     folder.mkdir()

@@ -172,7 +172,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("paths", nargs="+", type=Path, help="run or sweep directories")
     args = parser.parse_args(argv)
-    runs = load_runs(args.paths)
+    # A predict directory holds no task's run (its config is predict's): nothing to list.
+    runs = [run for run in load_runs(args.paths) if (run["config"] or {"task": None}).get("task")]
     rows = [describe(run) for run in runs]
     if not rows:
         raise SystemExit(f"no run directories under {', '.join(map(str, args.paths))}")
