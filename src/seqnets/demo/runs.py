@@ -9,6 +9,7 @@ names no task.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from seqnets.errors import ConfigError
 from seqnets.models.backbone import describe_model
 from seqnets.tasks import task_of
 from seqnets.tasks.base import Task
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -72,9 +75,10 @@ def _run(config: dict[str, Any], record: dict[str, Any], checkpoint: Path) -> Ru
     )
 
 
-def _from_record(record: dict[str, Any]) -> Run | None:
-    """The run a completed record describes, or None if it is not a trained run (or its
-    task's code cannot be imported here: the page cannot answer with it)."""
+def _from_record(record: dict[str, Any], unusable: dict[str, str]) -> Run | None:
+    """The run a completed record describes, or None if it is not a trained run, or if its
+    task's code cannot be imported here (the page cannot answer with it: ``unusable`` gets
+    the task's name and why)."""
     config = record.get("config") or {}
     if record["status"] != records.COMPLETED or not config.get("task") or "test" not in record:
         return None
@@ -86,7 +90,8 @@ def _from_record(record: dict[str, Any]) -> Run | None:
         return None
     try:
         return _run(config, record, checkpoint)
-    except ConfigError:
+    except ConfigError as error:
+        unusable.setdefault(str(config["task"].get("name", "?")), str(error))
         return None
 
 
@@ -94,7 +99,12 @@ def find_runs(root: str | Path) -> list[Run]:
     """Every completed run with a checkpoint at or below ``root``, best first within each
     task (by the task's rank, then newest)."""
     # Absolute paths: the page's picker names runs by checkpoint, wherever it was started.
-    found = [_from_record(records.read_run(d)) for d in records.run_dirs(Path(root).resolve())]
+    unusable: dict[str, str] = {}
+    found = [
+        _from_record(records.read_run(d), unusable) for d in records.run_dirs(Path(root).resolve())
+    ]
+    for task, why in unusable.items():  # said, not silently left off the page
+        log.warning("the runs of task %r are not offered: %s", task, why)
     runs = [run for run in found if run is not None]
     runs.sort(key=lambda r: r.checkpoint.stat().st_mtime, reverse=True)
     runs.sort(key=lambda r: r.rank, reverse=True)  # stable: newest first among equals

@@ -10,6 +10,7 @@ compute on a padded batch and must return a ``PackedSequence`` packed as their i
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import math
 from abc import ABC, abstractmethod
@@ -393,14 +394,12 @@ def cell_class(name: str) -> type[Cell]:
             f"model.cell={name!r} is not allowed: choose one of {', '.join(CELLS)} or give a "
             f"class by import path (e.g. mycells.IndRNN)"
         )
-    from hydra.utils import get_class
-
     try:
-        cls = get_class(name)
-    except Exception as error:  # Hydra wraps import errors in several types
-        cause = error.__cause__ or error
+        module, _, attribute = name.rpartition(".")
+        cls = getattr(importlib.import_module(module), attribute)
+    except (ImportError, AttributeError, ValueError) as error:
         raise ConfigError(
-            f"model.cell={name!r} cannot be imported ({type(cause).__name__}: {cause}); is "
+            f"model.cell={name!r} cannot be imported ({type(error).__name__}: {error}); is "
             f"its folder on PYTHONPATH?"
         ) from None
     check_cell_class(cls, name)
