@@ -7,6 +7,7 @@ before the first one starts), and again by the run itself.
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import logging
 import os
@@ -38,6 +39,76 @@ SEED_LIMIT = 2**32  # numpy's and Lightning's seeds are 32-bit
 BYTES_PER_PARAMETER = 16
 # Training lengths beyond this take minutes per epoch on a CPU: worth a warning.
 LONG_TRAIN_LEN = 200
+
+# Lightning Trainer arguments and callbacks a run refuses, and why: each would break the run
+# or be silently ignored. Every other one acts as Lightning documents
+# (tests/test_lightning_contract.py places each of them). Arguments: refused when the config
+# sets them at all (None), or to a value other than the one given.
+REFUSED_TRAINER_ARGS: dict[str, tuple[Any, str]] = {
+    "logger": (
+        None,
+        "seqnets passes the loggers of the logger group, which would replace it (choose "
+        "logger=csv, logger=tensorboard or ~logger)",
+    ),
+    "callbacks": (
+        None,
+        "seqnets passes the callbacks group, which would replace it (add one with "
+        "+callbacks.<name>._target_=<class>)",
+    ),
+    "limit_predict_batches": (
+        None,
+        "seqnets.train never predicts (python -m seqnets.predict does, outside a Trainer)",
+    ),
+    "use_distributed_sampler": (
+        False,
+        "seqnets' DataModules shard their own batches under DDP (each rank its share, "
+        "evaluation sets covered once); Lightning's sampler would not apply to them",
+    ),
+    "barebones": (
+        False,
+        "barebones mode turns off the logging and checkpoints every run records its "
+        "metrics with (time raw training speed with python -m seqnets.bench)",
+    ),
+    "model_registry": (
+        None,
+        "it uploads checkpoints to Lightning's cloud model registry; a run keeps its "
+        "checkpoints in its own directory",
+    ),
+}
+
+
+# Callback classes (and their subclasses) a run refuses, by name: when (given the run's
+# config), and why.
+def always(cfg: DictConfig) -> bool:
+    return True
+
+
+def _scheduled(cfg: DictConfig) -> bool:
+    return bool(cfg.get("scheduler"))
+
+
+def _cpu_without_psutil(cfg: DictConfig) -> bool:
+    cpu = cfg.trainer.get("accelerator") == "cpu" or not torch.cuda.is_available()
+    return cpu and importlib.util.find_spec("psutil") is None
+
+
+REFUSED_CALLBACKS: dict[str, tuple[Any, str]] = {
+    "lightning.pytorch.callbacks.BasePredictionWriter": (
+        always,
+        "seqnets.train never predicts, so it would write nothing (python -m seqnets.predict "
+        "writes predictions)",
+    ),
+    "lightning.pytorch.callbacks.BaseFinetuning": (
+        _scheduled,
+        "it sets the learning rates of what it thaws every epoch, which the schedule would "
+        "overwrite at every step (use it with scheduler=none)",
+    ),
+    "lightning.pytorch.callbacks.DeviceStatsMonitor": (
+        _cpu_without_psutil,
+        "on a CPU it reads the device's stats with psutil, which is not installed "
+        "(pip install psutil)",
+    ),
+}
 
 
 def check_config(cfg: DictConfig, overrides: Sequence[str] = (), multirun: bool = False) -> None:
@@ -165,7 +236,28 @@ def _check_optimizer(cfg: DictConfig) -> None:
         )
 
 
+def check_lightning_refusals(cfg: DictConfig) -> None:
+    """Refuse the Trainer arguments and callbacks of ``REFUSED_TRAINER_ARGS`` and
+    ``REFUSED_CALLBACKS``, in one line that says why."""
+    for name, (allowed, why) in REFUSED_TRAINER_ARGS.items():
+        if name in cfg.trainer and (allowed is None or cfg.trainer[name] != allowed):
+            value = OmegaConf.select(cfg, f"trainer.{name}")
+            raise ConfigError(f"trainer.{name}={value!r} is not allowed: {why}")
+    for key, node in (cfg.get("callbacks") or {}).items():
+        target = node.get("_target_") if isinstance(node, DictConfig) else None
+        try:
+            kind = get_method(target) if target else None
+        except Exception:  # instantiation names an unknown class itself
+            continue
+        for refused, (when, why) in REFUSED_CALLBACKS.items():
+            if isinstance(kind, type) and issubclass(kind, get_method(refused)) and when(cfg):
+                raise ConfigError(
+                    f"callbacks.{key} ({target}) is not allowed: {refused.rsplit('.', 1)[1]}: {why}"
+                )
+
+
 def _check_trainer(cfg: DictConfig, multirun: bool) -> None:
+    check_lightning_refusals(cfg)
     trainer = cfg.trainer
     epochs = check_int("trainer.max_epochs", trainer.max_epochs, 1)
     scheduler = cfg.get("scheduler")

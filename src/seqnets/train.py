@@ -26,7 +26,15 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, ProgressBar, Timer
+from lightning.pytorch.callbacks import (
+    Checkpoint,
+    EarlyStopping,
+    ModelCheckpoint,
+    ProgressBar,
+    StochasticWeightAveraging,
+    Timer,
+    WeightAveraging,
+)
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig
 
@@ -65,6 +73,8 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, SequenceModule, L.Tra
     callbacks = [instantiate(c) for c in chosen.values()]
     if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses a bar then
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    if cfg.trainer.get("enable_checkpointing", True) is False:  # and any checkpoint then
+        callbacks = [c for c in callbacks if not isinstance(c, Checkpoint)]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     module = SequenceModule.from_config(cfg, datamodule.num_features)
     return datamodule, module, trainer
@@ -119,6 +129,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
 
     test, test_wall = {}, 0.0
     if metrics["status"] == records.COMPLETED:
+        best_path = _averaged_model(trainer, best_path)
         start = time.perf_counter()
         # Stopped from here on, the run resumes from its last checkpoint: nothing to train.
         last = getattr(checkpoint, "last_model_path", "") or None
@@ -161,9 +172,24 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     return metrics, {"datamodule": datamodule, "module": module, "trainer": trainer}
 
 
+def _averaged_model(trainer: L.Trainer, best_path: str | None) -> str | None:
+    """The checkpoint to test. With weight averaging the run's model is the average, as
+    Lightning documents: StochasticWeightAveraging moves it into the model when training ends
+    (its epochs' checkpoints hold single epochs' weights), so it is saved and tested;
+    WeightAveraging (EMA) saves it in every checkpoint, but Lightning 2.6 would load the
+    unaveraged weights back when restoring one for testing, so it leaves before the test."""
+    if first_of_type(trainer.callbacks, StochasticWeightAveraging) is not None and best_path:
+        best_path = str(Path(best_path).with_name("averaged.ckpt"))
+        trainer.save_checkpoint(best_path)
+    trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, WeightAveraging)]
+    return best_path
+
+
 def stopped_by(trainer: L.Trainer) -> str:
     """Why a finished fit ended, in the words of the setting that ended it: a run cut short
     by a time limit, a step limit or early stopping is still complete, and says so."""
+    if trainer.fast_dev_run:
+        return f"trainer.fast_dev_run={trainer.fast_dev_run} (a check of every stage, not a run)"
     timer = first_of_type(trainer.callbacks, Timer)
     remaining = timer.time_remaining("train") if timer is not None else None
     if remaining is not None and remaining <= 0:

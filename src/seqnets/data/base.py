@@ -72,14 +72,21 @@ class TensorDataModule(L.LightningDataModule):
         sampler = getattr(trainer.train_dataloader, "sampler", None) if trainer else None
         if sampler is None:
             return {}
-        return {"epoch": sampler.epoch, "items": sampler.consumed}
+        # Trained, not handed out: Lightning fetches a batch ahead of the one it trains on.
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        return {"epoch": sampler.epoch, "items": min(sampler.consumed, done * sampler.step)}
 
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
         self._resume = state_dict or None
 
     def resumable(self, loader: BatchLoader) -> BatchLoader:
         """``loader`` (the training loader) told where a restored run stands (see
-        ``state_dict``), and where Lightning's ``limit_train_batches`` ends each epoch."""
+        ``state_dict``), where Lightning's ``limit_train_batches`` ends each epoch, and that
+        ``overfit_batches`` repeats the first epoch's batches."""
+        if self.trainer is not None and self.trainer.overfit_batches > 0:
+            # Lightning's overfit_batches trains on the same batches every epoch (it turns a
+            # DataLoader's shuffling off); these loaders draw each epoch's batches themselves.
+            loader.sampler.pin_epoch()
         limit = self.trainer.limit_train_batches if self.trainer else None
         if limit is not None:  # Lightning's reading: a count of batches, or a fraction
             batches = len(loader)

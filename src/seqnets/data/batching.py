@@ -76,9 +76,10 @@ class EpochSampler(Sampler):
     slice per batch, not a Python int per item); Lightning calls ``set_epoch``.
     ``resume_at(epoch, items)`` drops the first items of that epoch once (a run resumed
     mid-epoch continues where the interrupted one stopped); ``consumed`` counts the items of
-    this epoch handed out so far. ``limit`` (batches, or items without ``batch_size``) ends
-    every epoch there, counted from the epoch's start: Lightning's ``limit_train_batches``
-    counts from where the iterator starts, which for a resumed epoch is not its start.
+    this epoch handed out so far (the DataModule's ``state_dict`` says how many were
+    trained). ``limit`` (batches, or items without ``batch_size``) ends every epoch there,
+    counted from the epoch's start: Lightning's ``limit_train_batches`` counts from where the
+    iterator starts, which for a resumed epoch is not its start.
 
     The order is computed when the first item is asked for, not when the iterator is made:
     Lightning makes the first epoch's iterator before a resumed run's epoch is restored.
@@ -97,9 +98,20 @@ class EpochSampler(Sampler):
         self._resume: tuple[int, int] | None = None
         self.consumed = 0
         self.limit: int | None = None
+        self._pinned = False
+
+    @property
+    def step(self) -> int:
+        """Items per batch (the last batch of an epoch may have fewer)."""
+        return self.batch_size or 1
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch, self.consumed = epoch, 0
+        self.epoch, self.consumed = (0 if self._pinned else epoch), 0
+
+    def pin_epoch(self) -> None:
+        """Every epoch the first one's items, in the same order (Lightning's
+        ``overfit_batches``)."""
+        self._pinned, self.epoch = True, 0
 
     def resume_at(self, epoch: int, items: int) -> None:
         self._resume = (epoch, items)
@@ -113,7 +125,7 @@ class EpochSampler(Sampler):
         return self.n // self.world if self.even else len(range(self.rank, self.n, self.world))
 
     def __iter__(self) -> Iterator[int | torch.Tensor]:
-        step = self.batch_size or 1
+        step = self.step
         items = self.order()[self.rank :: self.world][: self.num_items()]
         if self.limit is not None:
             items = items[: self.limit * step]
@@ -123,7 +135,7 @@ class EpochSampler(Sampler):
             self._resume = None
         self.consumed = start
         for begin in range(start, len(items), step):
-            # Counted as handed out: the loader asks for nothing before its batch is due.
+            # Counted as handed out (Lightning fetches one batch ahead of training).
             self.consumed = min(begin + step, len(items))
             yield int(items[begin]) if self.batch_size is None else items[begin : begin + step]
 

@@ -88,6 +88,31 @@ class SequenceModule(L.LightningModule):
             config=OmegaConf.to_container(cfg, resolve=True),
         )
 
+    @property
+    def lr(self) -> float | None:
+        """The optimiser's learning rate (under one-cycle, its peak). Lightning's
+        learning-rate finder (``LearningRateFinder``, ``Tuner.lr_find``) reads it here and
+        sets what it found."""
+        return getattr(self.optimizer_factory, "keywords", {}).get("lr")
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        old = self.lr
+        self.optimizer_factory = partial(self.optimizer_factory, lr=value)
+        if "max_lr" in getattr(self.scheduler_factory, "keywords", {}):
+            self.scheduler_factory = partial(self.scheduler_factory, max_lr=value)
+        try:
+            optimizers = self.trainer.optimizers
+        except RuntimeError:  # not attached to a Trainer: nothing made yet
+            return
+        # Made already (the finder runs when fitting starts): every rate of the schedule in
+        # the same proportion (one-cycle keeps its start, peak and end in the param groups).
+        for optimizer in optimizers if old else ():
+            for group in optimizer.param_groups:
+                for key in ("lr", "initial_lr", "max_lr", "min_lr"):
+                    if key in group:
+                        group[key] *= value / old
+
     def _stage_metrics(self, stage: str) -> MetricCollection:
         metrics = self.objective.metrics()
         # NaN checks off: a diverged loss must show as NaN, not be dropped from the mean.
@@ -224,7 +249,9 @@ class SequenceModule(L.LightningModule):
             # cannot clip its gradients (it refuses): the unfused kernel, same arithmetic.
             log.info("optimizer.fused=false: mixed precision clips the gradients first")
             factory = partial(factory, fused=False)
-        optimizer = factory(params=self.parameters())
+        # What is trainable: a finetuning callback (BaseFinetuning) freezes parts before
+        # this, and adds them to the optimiser as a group of their own when it thaws them.
+        optimizer = factory(params=[p for p in self.parameters() if p.requires_grad])
         if self.scheduler_factory is None:
             return optimizer
         parameters = inspect.signature(
