@@ -49,7 +49,7 @@ class DemoTab:
 
 @dataclass
 class DemoAnswer:
-    """One answer on the demo page, as data (the page draws it; a task never imports it).
+    """One answer on the demo page, as data: the page draws it (a task never imports the demo).
 
     ``text`` is Markdown; ``image`` the input as the network reads it (a PIL image or a uint8
     array); ``probabilities`` class name -> probability; ``steps`` the step-by-step picture (a
