@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -58,12 +59,34 @@ def setting(run: dict[str, Any]) -> str:
 
 
 def task_setting(task: dict[str, Any]) -> dict[str, Any]:
-    """The task's own settings (``Task.setting_keys``) and their values; none for a run whose
-    task class cannot be found here (a task defined in a module not on this path)."""
+    """The task's own settings (``Task.setting_keys``) and their values;
+    ``{"task settings": "?"}`` for a run whose task class cannot be found here (a task defined
+    in a module not on this path), which :func:`unreadable_tasks` explains below the table."""
     try:
         return task_of(task).setting()
     except ConfigError:
-        return {}
+        return {"task settings": "?"}
+
+
+def unreadable_tasks(runs: list[dict[str, Any]]) -> list[str]:
+    """One line per task whose class cannot be imported here, saying why and what to do:
+    its runs' own settings (``Task.setting_keys``) cannot be read, and a silent empty column would
+    look like runs that differ in nothing."""
+    lines: dict[str, str] = {}
+    for run in runs:
+        task = (run.get("config") or {}).get("task")
+        if not task:
+            continue
+        try:
+            task_of(task)
+        except ConfigError as error:
+            name = task.get("name", "?")
+            lines.setdefault(
+                name,
+                f"note: the settings of task {name!r} are not shown (setting: task settings=?): "
+                f"{' '.join(str(error).split())}",
+            )
+    return list(lines.values())
 
 
 def describe(run: dict[str, Any]) -> dict[str, Any]:
@@ -85,23 +108,27 @@ def describe(run: dict[str, Any]) -> dict[str, Any]:
     if run["status"] != records.COMPLETED:
         row["status"] = f"**{run['status']}**: {records.failure(run)}"
         return row
-    row |= {
-        f"best {run['monitor']}": run["best_val"],
-        **{k.removeprefix("test/"): v for k, v in run["test"].items() if not k.endswith("loss")},
-    }
+    # An evaluate or predict directory has a record but trained nothing: no best value.
+    if "monitor" in run:
+        row[f"best {run['monitor']}"] = run.get("best_val")
+    test = run.get("test") or {}
+    row |= {k.removeprefix("test/"): v for k, v in test.items() if not k.endswith("loss")}
     by_length = {r["length"]: r for r in run.get("by_length", [])}
     # A few fixed lengths, and the longest the run measured (how far the rule holds).
     for length in sorted({*LENGTHS, max(by_length, default=LENGTHS[0])}):
         for key, value in by_length.get(length, {}).items():
             if key not in ("length", "samples"):
                 row[f"{key}@{length}"] = value
-    row["train s"] = run["train_time_s"]
-    row["params"] = run["num_parameters"]
+    row["train s"] = run.get("train_time_s")
+    row["params"] = run.get("num_parameters")
     return row
 
 
 def fmt(value: Any, key: str = "") -> str:
-    """Accuracies and losses to 4 decimals; seconds and other large numbers to 1."""
+    """Accuracies and losses to 4 decimals; seconds and other large numbers to 1; nothing
+    for a value the run does not have."""
+    if value is None:
+        return ""
     if isinstance(value, float):
         return f"{value:.1f}" if key.endswith(" s") or abs(value) > 1.0 else f"{value:.4f}"
     return str(value)
@@ -145,7 +172,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("paths", nargs="+", type=Path, help="run or sweep directories")
     args = parser.parse_args(argv)
-    rows = [describe(run) for run in load_runs(args.paths)]
+    # A predict directory holds no task's run (its config is predict's): nothing to list.
+    runs = [run for run in load_runs(args.paths) if (run["config"] or {"task": None}).get("task")]
+    rows = [describe(run) for run in runs]
     if not rows:
         raise SystemExit(f"no run directories under {', '.join(map(str, args.paths))}")
     print(table(rows))
@@ -153,6 +182,8 @@ def main(argv: list[str] | None = None) -> None:
     if len(groups) < len(rows):  # some runs differ only by seed: show mean ± std
         print()
         print(table(groups))
+    for line in unreadable_tasks(runs):
+        print(line, file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -3,22 +3,25 @@
 A run is read through :func:`seqnets.records.read_run`, as the summaries and the report read
 it, so the demo agrees with them on which runs completed and what they scored. Only runs
 that kept a checkpoint are offered (an ``evaluate`` or ``predict`` directory has a record but
-no weights).
+no weights). Which score ranks a task's runs is the task's (``Task.demo_rank``): the demo
+names no task.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from seqnets import records
 from seqnets.checkpoints import CheckpointError, find_checkpoint, load_checkpoint
+from seqnets.errors import ConfigError
 from seqnets.models.backbone import describe_model
+from seqnets.tasks import task_of
+from seqnets.tasks.base import Task
 
-TASKS = ("mnist", "binary_add", "remember")
-# The test score a run is ranked by: how often the whole answer is right.
-SCORE = {"mnist": "test/acc", "remember": "test/acc", "binary_add": "test/exact_acc"}
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -28,10 +31,11 @@ class Run:
     task: str
     model: str  # e.g. "lstm h=128"
     seed: Any
-    score: float | None  # the task's SCORE on its test set; None when unknown
+    score: float | None  # the task's demo score on its test set; None when unknown
     checkpoint: Path
-    longest_exact: float | None = None  # binary_add: exact accuracy at the longest length
-    carry_unit: str | None = None  # binary_add: the state unit that holds the carry (inside)
+    rank: tuple[float, ...] = (float("-inf"),)  # higher is better (Task.demo_rank)
+    record: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    task_config: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def label(self) -> str:
@@ -41,10 +45,9 @@ class Run:
         where = where.parent if where.name == "checkpoints" else where
         return f"{self.task} · {self.model} · seed {self.seed} · {score} · {where.name}"
 
-    @property
-    def rank(self) -> tuple[float, float]:
-        """Higher is better: the test score, then (binary_add) the longest sums' accuracy."""
-        return (self.score if self.score is not None else -1.0, self.longest_exact or 0.0)
+    def task_object(self) -> Task:
+        """The run's Task, from the task config it was trained with."""
+        return task_of(self.task_config)
 
 
 def _model_name(config: dict[str, Any]) -> str:
@@ -57,11 +60,27 @@ def _model_name(config: dict[str, Any]) -> str:
     )
 
 
-def _from_record(record: dict[str, Any]) -> Run | None:
-    """The run a completed record describes, or None if it is not a trained run."""
+def _run(config: dict[str, Any], record: dict[str, Any], checkpoint: Path) -> Run:
+    """The Run of a config, its record and its checkpoint, scored and ranked by its task."""
+    task = task_of(config["task"])
+    return Run(
+        task=task.name,
+        model=_model_name(config),
+        seed=config.get("seed", "?"),
+        score=(record.get("test") or {}).get(task.demo_score()),
+        checkpoint=checkpoint,
+        rank=task.demo_rank(record),
+        record=record,
+        task_config=dict(config["task"]),
+    )
+
+
+def _from_record(record: dict[str, Any], unusable: dict[str, str]) -> Run | None:
+    """The run a completed record describes, or None if it is not a trained run, or if its
+    task's code cannot be imported here (the page cannot answer with it: ``unusable`` gets
+    the task's name and why)."""
     config = record.get("config") or {}
-    task = (config.get("task") or {}).get("name")
-    if record["status"] != records.COMPLETED or task not in TASKS or "test" not in record:
+    if record["status"] != records.COMPLETED or not config.get("task") or "test" not in record:
         return None
     try:
         checkpoint = find_checkpoint(record["dir"])
@@ -69,25 +88,23 @@ def _from_record(record: dict[str, Any]) -> Run | None:
         return None
     if checkpoint.suffix != ".ckpt":
         return None
-    by_length = record.get("by_length") or []
-    longest = by_length[-1].get("exact_acc") if by_length else None
-    carry = (record.get("inside") or {}).get("carry") or {}
-    return Run(
-        task=task,
-        model=_model_name(config),
-        seed=config.get("seed", "?"),
-        score=record["test"].get(SCORE[task]),
-        checkpoint=checkpoint,
-        longest_exact=longest,
-        carry_unit=carry.get("best_unit"),
-    )
+    try:
+        return _run(config, record, checkpoint)
+    except ConfigError as error:
+        unusable.setdefault(str(config["task"].get("name", "?")), str(error))
+        return None
 
 
 def find_runs(root: str | Path) -> list[Run]:
     """Every completed run with a checkpoint at or below ``root``, best first within each
-    task (by test score, then by exactness on the longest sums, then newest)."""
+    task (by the task's rank, then newest)."""
     # Absolute paths: the page's picker names runs by checkpoint, wherever it was started.
-    found = [_from_record(records.read_run(d)) for d in records.run_dirs(Path(root).resolve())]
+    unusable: dict[str, str] = {}
+    found = [
+        _from_record(records.read_run(d), unusable) for d in records.run_dirs(Path(root).resolve())
+    ]
+    for task, why in unusable.items():  # said, not silently left off the page
+        log.warning("the runs of task %r are not offered: %s", task, why)
     runs = [run for run in found if run is not None]
     runs.sort(key=lambda r: r.checkpoint.stat().st_mtime, reverse=True)
     runs.sort(key=lambda r: r.rank, reverse=True)  # stable: newest first among equals
@@ -99,17 +116,8 @@ def from_checkpoint(path: str | Path) -> Run:
     safely; its score comes from the run's ``metrics.json`` when there is one."""
     file, checkpoint = load_checkpoint(path)
     config = checkpoint["hyper_parameters"]["config"]
-    task = config["task"]["name"]
-    if task not in TASKS:
-        raise CheckpointError(f"{file} is a {task!r} run: the demo shows {', '.join(TASKS)}")
     run_dir = file.parent.parent if file.parent.name == "checkpoints" else file.parent
-    record = records.read_run(run_dir)
-    score = (record.get("test") or {}).get(SCORE[task])
-    carry = (record.get("inside") or {}).get("carry") or {}
-    seed = config.get("seed", "?")
-    return Run(
-        task, _model_name(config), seed, score, file.resolve(), carry_unit=carry.get("best_unit")
-    )
+    return _run(config, records.read_run(run_dir), file.resolve())
 
 
 def best_per_task(runs: list[Run]) -> dict[str, Run]:

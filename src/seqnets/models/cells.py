@@ -1,11 +1,17 @@
 """Recurrent cells: one class each, all behind one contract (:class:`Cell`).
 
-:data:`CELLS` is the only place that names the cells; the backbone, the config checks and the
-size estimate all read it, so a new cell is one class here and one line in :data:`CELLS`.
+:data:`CELLS` is the only place that names the built-in cells; the backbone, the config checks
+and the size estimate all go through :func:`cell_class`, which also takes a class by import
+path (``model.cell=mycells.IndRNN``), so a cell written in a user's own folder needs no change
+here. Such a class is checked against the contract when it is named; ``seqnets.testing``'s
+``check_cell`` runs the full contract test on it. :func:`repack` is public for cells that
+compute on a padded batch and must return a ``PackedSequence`` packed as their input was.
 """
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import math
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
@@ -14,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from seqnets.errors import ConfigError
 
 
 class Cell(ABC):
@@ -304,7 +312,7 @@ class MinGRU(nn.Module, Cell):
             layer_input = torch.cat(outs, dim=-1)
         h_n = torch.stack(finals)
         if packed:
-            return _repack(layer_input, input), h_n
+            return repack(layer_input, input), h_n
         return (layer_input if self.batch_first else layer_input.transpose(0, 1)), h_n
 
 
@@ -325,9 +333,14 @@ def _mingru_direction(
     return torch.stack(outs, dim=1), h
 
 
-def _repack(padded: torch.Tensor, like: PackedSequence) -> PackedSequence:
+def repack(padded: torch.Tensor, like: PackedSequence) -> PackedSequence:
     """Pack ``padded`` (batch, steps, features), in the caller's batch order, exactly as
-    ``like`` was packed: same batch sizes and the same sorting."""
+    ``like`` was packed: same batch sizes and the same sorting.
+
+    A cell that computes on a padded batch (``pad_packed_sequence(input, batch_first=True)``,
+    then a loop over steps) hands back its outputs through this, because the contract wants
+    the output packed exactly as the input was (the backbone unpacks it with the input's
+    sorting)."""
     order = like.sorted_indices
     if order is not None:
         padded = padded.index_select(0, order.to(padded.device))
@@ -344,3 +357,72 @@ CELLS: dict[str, type[Cell]] = {
     "gru": GRU,
     "mingru": MinGRU,
 }
+
+
+# The constructor arguments the backbone passes to every cell (the contract's constructor).
+CELL_ARGUMENTS = ("input_size", "hidden", "num_layers", "bidirectional", "dropout", "batch_first")
+
+
+def cell_class(name: str) -> type[Cell]:
+    """The cell class ``model.cell`` names: a built-in cell by its :data:`CELLS` name, or any
+    class by import path (``mycells.IndRNN``, importable from ``PYTHONPATH``), checked against
+    the contract's declarations before anything is built, so that a class that is not a cell
+    fails here in one line instead of deep inside the first training step."""
+    if not isinstance(name, str) or not name:
+        raise ConfigError(
+            f"model.cell={name!r} is not allowed: choose one of {', '.join(CELLS)} or give a "
+            f"class by import path (e.g. mycells.IndRNN)"
+        )
+    if name in CELLS:
+        return CELLS[name]
+    if "." not in name:
+        raise ConfigError(
+            f"model.cell={name!r} is not allowed: choose one of {', '.join(CELLS)} or give a "
+            f"class by import path (e.g. mycells.IndRNN)"
+        )
+    try:
+        module, _, attribute = name.rpartition(".")
+        cls = getattr(importlib.import_module(module), attribute)
+    except (ImportError, AttributeError, ValueError) as error:
+        raise ConfigError(
+            f"model.cell={name!r} cannot be imported ({type(error).__name__}: {error}); is "
+            f"its folder on PYTHONPATH?"
+        ) from None
+    check_cell_class(cls, name)
+    return cls
+
+
+def check_cell_class(cls: object, name: str = "") -> None:
+    """Raise a ConfigError if ``cls`` does not declare what :class:`Cell` asks: an
+    ``nn.Module`` subclass that is a :class:`Cell`, with ``gates`` >= 1, ``extra_states`` a
+    tuple of names, and a constructor taking the contract's arguments. What a cell computes is
+    checked by ``seqnets.testing.check_cell``."""
+    where = f"model.cell={name!r}" if name else repr(cls)
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module) and issubclass(cls, Cell)):
+        raise ConfigError(
+            f"{where} is not a cell: a cell subclasses torch.nn.Module and "
+            f"seqnets.models.cells.Cell (see the Cell docstring)"
+        )
+    if inspect.isabstract(cls):
+        missing = ", ".join(sorted(cls.__abstractmethods__))
+        raise ConfigError(f"{where} is not a complete cell: it does not define {missing}")
+    if not (isinstance(cls.gates, int) and cls.gates >= 1):
+        raise ConfigError(f"{where} is not a cell: gates={cls.gates!r} must be an integer >= 1")
+    if not (
+        isinstance(cls.extra_states, tuple) and all(isinstance(k, str) for k in cls.extra_states)
+    ):
+        raise ConfigError(f"{where} is not a cell: extra_states must be a tuple of names")
+    params = inspect.signature(cls).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        lacking = [a for a in CELL_ARGUMENTS[1:] if a not in params]
+        if lacking or len(params) < len(CELL_ARGUMENTS):
+            raise ConfigError(
+                f"{where} is not a cell: its constructor must take ({', '.join(CELL_ARGUMENTS)})"
+                f"{'; it lacks ' + ', '.join(lacking) if lacking else ''}"
+            )
+
+
+def cell_name(name: str) -> str:
+    """The short name of a cell in titles and tables: ``lstm``, or ``IndRNN`` for
+    ``mycells.IndRNN``."""
+    return str(name).rsplit(".", 1)[-1]

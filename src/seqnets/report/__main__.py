@@ -49,25 +49,32 @@ def commands(cfg: DictConfig) -> dict[str, str]:
     """The command that reproduces each section's table, and its runs."""
     quick = " quick=true" if cfg.quick else ""
     seeds = ",".join(map(str, cfg.seeds))
+    search = "".join(f" '{o}'" for o in planning.searchpath_overrides())
     out = {}
     for section in planning_sections(cfg):
         experiments = ",".join(planning.experiments_of(cfg, section))
         out[section] = (
-            f"python -m seqnets.report sections=[{section}] seeds=[{seeds}]{quick}  (its runs: "
-            f"python -m seqnets.train -m experiment={experiments} seed={seeds}"
-            f"{''.join(' ' + o for o in planning.budget(cfg))})"
+            f"python -m seqnets.report sections=[{section}] seeds=[{seeds}]{quick}{search}  (its "
+            f"runs: python -m seqnets.train -m experiment={experiments} seed={seeds}"
+            f"{''.join(' ' + o for o in planning.budget(cfg))}{search})"
         )
     return out
 
 
 def planning_sections(cfg: DictConfig) -> list[str]:
+    """The chosen sections, each with at least one experiment config; a section without one
+    says where its configs go (a user's task: their own config folder, on the search path)."""
     unknown = [s for s in cfg.sections if not planning.experiments_of(cfg, s)]
     if unknown:
         from seqnets.errors import ConfigError
 
+        known = sorted(set(cfg.experiments) | set(planning.sections_found()))
         raise ConfigError(
-            f"sections={list(cfg.sections)} is not allowed: {unknown} unknown; choose from "
-            f"{', '.join(cfg.experiments)} or a folder of conf/experiment/"
+            f"sections={list(cfg.sections)} is not allowed: no experiment configs for "
+            f"{', '.join(unknown)} (choose from {', '.join(known)}). A section is a folder of "
+            f"experiment configs: write <your conf>/experiment/{unknown[0]}/<run>.yaml (a "
+            f"'# @package _global_' file choosing task and model; `python -m seqnets.new task "
+            f"{unknown[0]}` writes one) and add hydra.searchpath=[file://<your conf>]"
         )
     return list(cfg.sections)
 

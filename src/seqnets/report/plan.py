@@ -23,9 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from hydra import compose
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from seqnets import CONF_DIR, records, reuse
+from seqnets import records, reuse
 from seqnets.cost import run_minutes
 from seqnets.runtime import Progress
 from seqnets.tasks import task_of
@@ -51,7 +53,7 @@ class Planned:
 def planned_config(overrides: list[str]) -> dict[str, Any]:
     """The resolved config ``python -m seqnets.train <overrides>`` would run (its directory a
     placeholder), composed with the report's own Hydra."""
-    cfg = compose(config_name="train", overrides=overrides)
+    cfg = compose(config_name="train", overrides=[*overrides, *searchpath_overrides()])
     with open_dict(cfg):
         cfg.paths.output_dir = reuse.RUN
     return OmegaConf.to_container(cfg, resolve=True)
@@ -66,14 +68,46 @@ def estimate(config: dict[str, Any]) -> float:
     return training + study
 
 
+def searchpath_overrides() -> list[str]:
+    """``hydra.searchpath=[...]`` as the report was given it (none: ``[]``), for every config
+    it composes and every training command it starts: a user's own config folder (their
+    tasks, models and experiments) is found by the report exactly as by the train command."""
+    try:
+        entries = list(HydraConfig.get().searchpath)
+    except ValueError:  # not inside a Hydra app (a test composing on its own)
+        return []
+    return [f"hydra.searchpath=[{','.join(entries)}]"] if entries else []
+
+
 def experiments_of(cfg: DictConfig, section: str) -> list[str]:
     """The section's experiments: report.yaml's ``experiments.<section>``, else every
-    ``conf/experiment/<section>/*.yaml`` (sorted), so a new task needs no edit there."""
+    ``experiment/<section>/*.yaml`` of every folder of Hydra's search path (the package's
+    configs and the user's ``hydra.searchpath``), sorted, so a new task needs no edit here.
+    Listed through Hydra's own config loader, so configs shipped inside the package are found
+    as well as those in a folder."""
     listed = (cfg.get("experiments") or {}).get(section)
     if listed is not None:
         return list(listed)
-    folder = Path(CONF_DIR) / "experiment" / section
-    return [f"{section}/{p.stem}" for p in sorted(folder.glob("*.yaml"))]
+    if not GlobalHydra.instance().is_initialized():
+        raise RuntimeError("experiments_of lists configs through Hydra: initialize it first")
+    loader = GlobalHydra.instance().config_loader()
+    names = loader.get_group_options(
+        f"experiment/{section}", config_name="train", overrides=searchpath_overrides()
+    )
+    return [f"{section}/{name}" for name in sorted(names)]
+
+
+def sections_found() -> list[str]:
+    """The folders of ``experiment/`` in Hydra's search path: the sections a report can
+    build without an ``experiments`` entry."""
+    from hydra.core.object_type import ObjectType
+
+    loader = GlobalHydra.instance().config_loader()
+    return sorted(
+        loader.get_group_options(
+            "experiment", ObjectType.GROUP, config_name="train", overrides=searchpath_overrides()
+        )
+    )
 
 
 def make_plan(cfg: DictConfig) -> list[Planned]:
@@ -157,6 +191,7 @@ def train_missing(cfg: DictConfig, plan: list[Planned], log_path: Path, say: Any
             f"experiment={','.join(experiments)}",
             f"seed={','.join(map(str, seeds))}",
             *budget(cfg),
+            *searchpath_overrides(),
             *launcher(cfg),
             f"hydra.sweep.dir={sweep_dir}",
             "callbacks.progress_bar.refresh_rate=0",

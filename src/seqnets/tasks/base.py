@@ -12,7 +12,8 @@ so a new task starts with its DataModule and config alone and adds methods as it
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 from hydra.utils import instantiate
@@ -23,6 +24,42 @@ if TYPE_CHECKING:  # annotations only: the report and the module import tasks th
 
     from seqnets.data.base import TensorDataModule
     from seqnets.models.module import SequenceModule
+
+
+@dataclass(frozen=True)
+class DemoTab:
+    """How the demo page offers a task: the tab a person sees (``Task.demo_tab``).
+
+    ``input`` is the kind of input: ``"drawing"`` (a canvas that answers as the person draws,
+    beside an upload box for an image file), ``"text"`` or ``"numbers"`` (a text box; the
+    value typed goes to the task as a string). ``image`` and ``probabilities`` say whether an
+    answer comes with the input as the network reads it (a picture) and a probability per
+    class; every answer has its text and may have a step-by-step picture.
+    """
+
+    title: str
+    input: Literal["drawing", "text", "numbers"] = "text"
+    prompt: str = ""
+    example: str = ""
+    image: bool = False
+    probabilities: bool = False
+    image_label: str = "what the network reads"
+    steps_label: str = "step by step: the network's answer after each step"
+
+
+@dataclass
+class DemoAnswer:
+    """One answer on the demo page, as data: the page draws it (a task never imports the demo).
+
+    ``text`` is Markdown; ``image`` the input as the network reads it (a PIL image or a uint8
+    array); ``probabilities`` class name -> probability; ``steps`` the step-by-step picture (a
+    matplotlib Figure or a PIL image)."""
+
+    text: str
+    image: Any = None
+    probabilities: dict[str, float] | None = None
+    steps: Any = None
+    numbers: dict[str, Any] = field(default_factory=dict)  # the answer's values, for tests
 
 
 class Task:
@@ -40,6 +77,9 @@ class Task:
     - ``inside(module, datamodule, generator)``: numbers and figures on what a trained
       network keeps in its state (``seqnets.tasks.analysis``).
     - ``report_section(...)``, ``report_inside(...)``: the task's part of the report.
+    - ``demo_tab()``, ``demo_answer(...)``, ``demo_rank(record)``: its tab on the demo page
+      (by default a text box whose value goes to ``predict``, answered with ``markdown`` and
+      the readout after each step), and how its runs are ranked there.
     """
 
     name: ClassVar[str] = "task"
@@ -114,3 +154,94 @@ class Task:
         from seqnets.reportkit.generic import inside
 
         inside(self, doc, row)
+
+    # -- the demo page ----------------------------------------------------------------------------
+    def demo_tab(self) -> DemoTab:
+        """The task's tab on the demo page; by default a text box read as ``predict`` reads
+        ``input=``."""
+        return DemoTab(
+            title=self.title,
+            prompt=f"an input for {self.title}, as `python -m seqnets.predict input=...` takes it",
+        )
+
+    def demo_score(self) -> str:
+        """The test metric the demo ranks runs by and shows: the one the task monitors."""
+        return "test/" + str(self.config.get("monitor", "val/loss")).split("/", 1)[1]
+
+    def demo_rank(self, record: Mapping[str, Any]) -> tuple[float, ...]:
+        """Higher is better: the run's ``demo_score`` (negated where the task minimises it);
+        a run without one ranks last."""
+        value = (record.get("test") or {}).get(self.demo_score())
+        if value is None:
+            return (float("-inf"),)
+        return (float(value) if self.config.get("monitor_mode", "min") == "max" else -value,)
+
+    def demo_state(
+        self, module: SequenceModule, datamodule: TensorDataModule, record: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """What the demo keeps beside a loaded network for its answers (computed once per
+        run, from the run's record, ``metrics.json``); by default nothing."""
+        return {}
+
+    def demo_answer(
+        self,
+        module: SequenceModule,
+        datamodule: TensorDataModule,
+        value: Any,
+        state: Mapping[str, Any],
+        max_steps: int,
+    ) -> DemoAnswer:
+        """The answer to a person's input on the demo page (``max_steps``: the page's cap on
+        the steps an input may have). By default: ``predict`` on the value, its rows as
+        ``markdown`` shows them, and the readout after each step of the sequence ``predict``
+        fed the network (a unidirectional one: a bidirectional one has read everything at
+        every step). A refused input raises ``ConfigError`` with predict's line."""
+        from seqnets.errors import ConfigError
+        from seqnets.scoring import readout_by_step
+
+        fed: list[tuple[torch.Tensor, Any]] = []
+
+        def capture(_: Any, args: tuple, kwargs: dict) -> None:
+            fed.append((args[0] if args else kwargs["x"], args[1] if len(args) > 1 else None))
+
+        hook = module.backbone.register_forward_pre_hook(capture, with_kwargs=True)
+        try:
+            result = self.predict(module, datamodule, value)
+        finally:
+            hook.remove()
+        rows = result.get("rows") or []
+        errors = [r["error"] for r in rows if "error" in r]
+        if errors and len(errors) == len(rows):
+            raise ConfigError(errors[0])
+        steps = None
+        if fed and not module.backbone.bidirectional:
+            x, lengths = fed[0]
+            length = int(lengths[0]) if lengths is not None else x.shape[1]
+            if length > max_steps:
+                raise ConfigError(
+                    f"the input has {length} steps, more than this page's cap of {max_steps} "
+                    f"(max_input)"
+                )
+            _, logits = readout_by_step(module, x[:1, :length])
+            steps = readout_figure(logits[0].detach().cpu(), self.title)
+        return DemoAnswer(self.markdown(result), steps=steps, numbers={"rows": rows})
+
+
+def readout_figure(logits: torch.Tensor, title: str) -> Figure:
+    """The readout after each step: each class's probability (a heat map) when the readout
+    has several outputs, else its value (a line)."""
+    from matplotlib.figure import Figure
+
+    steps = logits.shape[0]
+    fig = Figure(figsize=(max(4.0, min(10.0, 1.5 + 0.25 * steps)), 2.8), dpi=80)
+    fig.subplots_adjust(left=0.12, right=0.95, top=0.86, bottom=0.18)
+    ax = fig.add_subplot()
+    if logits.shape[-1] > 1:
+        probs = logits.softmax(-1).T.numpy()
+        ax.imshow(probs, cmap="Blues", vmin=0, vmax=1, aspect="auto", origin="lower")
+        ax.set(ylabel="class", yticks=range(probs.shape[0]))
+    else:
+        ax.plot(range(1, steps + 1), logits[:, 0].numpy(), marker=".")
+        ax.set(ylabel="readout")
+    ax.set(xlabel="step", title=f"{title}: the answer after each step")
+    return fig

@@ -21,7 +21,7 @@ from seqnets.data.adding import encode_sequence, make_adding_batch
 from seqnets.errors import ConfigError
 from seqnets.scoring import forward_batch, readout_by_step
 from seqnets.tasks.analysis import BIDIRECTIONAL_NOTE
-from seqnets.tasks.base import Task
+from seqnets.tasks.base import DemoTab, Task
 
 if TYPE_CHECKING:
     from seqnets.models.module import SequenceModule
@@ -68,6 +68,17 @@ class Adding(Task):
             title = f"{module.backbone.describe()}: answer after each step"
             figures["adding_running_sum"] = running_sum_figure(numbers, title)
         return {"running_sum": numbers}, figures
+
+    def demo_tab(self) -> DemoTab:
+        """Numbers typed, two of them starred; answered by the default (``predict``, then
+        the readout after each step: the running sum as the network keeps it)."""
+        return DemoTab(
+            title=self.title,
+            input="numbers",
+            prompt="values in [0, 1], the two to add starred, e.g. 0.3 *0.5 0.1 *0.9 0.2",
+            example="0.3 *0.5 0.1 0.7 *0.9 0.2",
+            steps_label="step by step: the network's answer after each value read",
+        )
 
     def report_section(self, doc: Any, rows: list[Any], context: Any) -> None:
         from seqnets.tasks.adding.report import section

@@ -24,7 +24,7 @@ from seqnets.data.binary_add import (
 from seqnets.errors import ConfigError
 from seqnets.scoring import evaluating, forward_batch
 from seqnets.tasks.analysis import CONSTANT_STD, fixed_generator, json_number
-from seqnets.tasks.base import Task
+from seqnets.tasks.base import DemoAnswer, DemoTab, Task
 from seqnets.tasks.inside_figures import carry_trace_figure, carry_units_figure
 
 if TYPE_CHECKING:
@@ -74,6 +74,34 @@ class BinaryAdd(Task):
             numbers["carry_trace"] = trace
             figures["carry_trace"] = carry_trace_figure(trace, f"{model}: carry trace")
         return numbers, figures
+
+    def demo_tab(self) -> DemoTab:
+        from seqnets.tasks.binary_add.demo import TAB
+
+        return TAB
+
+    def demo_score(self) -> str:
+        return "test/exact_acc"
+
+    def demo_rank(self, record: Any) -> tuple[float, ...]:
+        """How often the whole sum is right, then how often on the longest sums scored."""
+        exact = (record.get("test") or {}).get("test/exact_acc")
+        by_length = record.get("by_length") or []
+        longest = by_length[-1].get("exact_acc") if by_length else None
+        return (-1.0 if exact is None else exact, longest or 0.0)
+
+    def demo_state(self, module: Any, datamodule: Any, record: Any) -> dict[str, Any]:
+        """The carry unit shown beside the true carry."""
+        from seqnets.tasks.binary_add.demo import carry_unit
+
+        return {"carry_unit": carry_unit(module, record)}
+
+    def demo_answer(
+        self, module: Any, datamodule: Any, value: Any, state: Any, max_steps: int
+    ) -> DemoAnswer:
+        from seqnets.tasks.binary_add.demo import answer
+
+        return answer(module, datamodule, value, state, max_steps)
 
     def report_section(self, doc: Any, rows: list[Any], context: Any) -> None:
         from seqnets.tasks.binary_add.report import section

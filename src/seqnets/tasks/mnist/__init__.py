@@ -19,7 +19,7 @@ from seqnets.data.images import prepare, redraw_as_user, save_user_image
 from seqnets.data.remember import NUM_DIGITS
 from seqnets.scoring import forward_batch, predict_batch, readout_by_step
 from seqnets.tasks.analysis import BIDIRECTIONAL_NOTE
-from seqnets.tasks.base import Task
+from seqnets.tasks.base import DemoAnswer, DemoTab, Task
 from seqnets.tasks.inside_figures import mnist_rows_figure, mnist_settle_figure
 
 if TYPE_CHECKING:
@@ -85,6 +85,24 @@ class MNIST(Task):
     ) -> dict[str, Any]:
         """``python -m seqnets.evaluate user_style=N``: see :func:`user_style_accuracy`."""
         return user_style_accuracy(module, datamodule, n, workdir)
+
+    def demo_tab(self) -> DemoTab:
+        """A canvas to draw on (and an upload box): the answer follows the stroke."""
+        from seqnets.tasks.mnist.demo import TAB
+
+        return TAB
+
+    def demo_score(self) -> str:
+        return "test/acc"
+
+    def demo_answer(
+        self, module: Any, datamodule: Any, value: Any, state: Any, max_steps: int
+    ) -> DemoAnswer:
+        """A drawing (a PIL image) or an uploaded file (its path): the image as read, the
+        ten probabilities and the answer after each row."""
+        from seqnets.tasks.mnist.demo import answer
+
+        return answer(module, datamodule, value)
 
     def report_section(self, doc: Any, rows: list[Any], context: Any) -> None:
         from seqnets.tasks.mnist.report import section
