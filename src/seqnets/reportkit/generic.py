@@ -325,15 +325,33 @@ def best_of(rows: list[Row]) -> Row | None:
     return best_row(rows, field("best_val"), monitor_mode(rows))
 
 
-def inside(task: Any, doc: Document, row: Row) -> None:
-    """The figures the run's test analysis drew of the network's state (``inside_*.png``)."""
+def inside(
+    task: Any,
+    doc: Document,
+    row: Row,
+    describe: Callable[[dict[str, Any], dict[str, Any]], Any] | None = None,
+) -> None:
+    """The run's part of "Inside the networks". ``describe(numbers, config)`` (a task's
+    ``inside_figures``) gives the sentence (or None) and ``{figure stem: caption}``, or None
+    when the run has not the numbers; without it, every ``inside_*.png`` the run drew."""
     run = row.completed[0]
-    doc.results.setdefault("inside", {})[task.name] = {"dir": run["dir"], **run.get("inside", {})}
+    numbers = run.get("inside") or {}
+    doc.results.setdefault("inside", {})[task.name] = {"dir": run["dir"], **numbers}
+    if describe is not None:
+        described = describe(numbers, row.config)
+        sentence, figures = described or (None, {})
+        if sentence:
+            doc.add(sentence)
+        for stem, caption in figures.items():
+            doc.copy_figure(run, stem, stem, caption)
+        return
     figures = sorted((Path(run["dir"]) / "figures").glob("inside_*.png"))
-    note = (run.get("inside") or {}).get("note")
     doc.add(
         f"**{task.title}, {model_name(row.config)}:** "
-        + (note or f"{len(figures)} figure{'s' * (len(figures) != 1)} from its test analysis.")
+        + (
+            numbers.get("note")
+            or f"{len(figures)} figure{'s' * (len(figures) != 1)} from its test analysis."
+        )
     )
     for path in figures:
         doc.copy_figure(run, path.stem, f"{task.name}_{path.stem}", path.stem.replace("_", " "))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from importlib import import_module
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
@@ -67,8 +68,9 @@ class Task:
     checkpoint's or a run record's, resolved), so a task object can be made for any run.
 
     Subclasses set ``name`` (the registry's key and ``task.name``), ``title`` (the report's
-    heading) and ``setting_keys`` (the task settings that set its runs apart in tables), and
-    override what they need:
+    heading), ``setting_keys`` (the task settings that set its runs apart in tables) and
+    ``report_module`` (the module whose ``section`` writes its report section, and whose
+    ``inside_figures``, if any, picks its inside figures), and override what they need:
 
     - ``predict(module, datamodule, value)``: a user's own input (``input=`` of
       ``python -m seqnets.predict``, as plain Python: a string, a number or a list) -> rows,
@@ -76,7 +78,6 @@ class Task:
     - ``markdown(result)``: those rows as a person reads them.
     - ``inside(module, datamodule, generator)``: numbers and figures on what a trained
       network keeps in its state (``seqnets.tasks.analysis``).
-    - ``report_section(...)``, ``report_inside(...)``: the task's part of the report.
     - ``demo_tab()``, ``demo_answer(...)``, ``demo_rank(record)``: its tab on the demo page
       (by default a text box whose value goes to ``predict``, answered with ``markdown`` and
       the readout after each step), and how its runs are ranked there.
@@ -85,6 +86,7 @@ class Task:
     name: ClassVar[str] = "task"
     title: ClassVar[str] = "task"
     setting_keys: ClassVar[tuple[str, ...]] = ()
+    report_module: ClassVar[str] = "seqnets.reportkit.generic"
 
     def __init__(self, config: Mapping[str, Any] | DictConfig) -> None:
         if isinstance(config, DictConfig):
@@ -143,17 +145,16 @@ class Task:
     # -- the report -----------------------------------------------------------------------------
     def report_section(self, doc: Any, rows: list[Any], context: Any) -> None:
         """The task's section of the report, from its runs (``rows``: one per experiment,
-        with its runs over the seeds); by default a table of every test score."""
-        from seqnets.reportkit.generic import section
-
-        section(self, doc, rows, context)
+        with its runs over the seeds): ``section`` of ``report_module``."""
+        import_module(self.report_module).section(self, doc, rows, context)
 
     def report_inside(self, doc: Any, row: Any) -> None:
-        """The task's part of "Inside the networks", from one experiment's runs; by default
-        the figures the run's test analysis drew."""
+        """The task's part of "Inside the networks", from one experiment's runs: the figures
+        ``inside_figures`` of ``report_module`` names, else every one its test analysis drew."""
         from seqnets.reportkit.generic import inside
 
-        inside(self, doc, row)
+        describe = getattr(import_module(self.report_module), "inside_figures", None)
+        inside(self, doc, row, describe)
 
     # -- the demo page ----------------------------------------------------------------------------
     def demo_tab(self) -> DemoTab:

@@ -33,6 +33,7 @@ CONSTANT_MSE = 2 / 12
 class Adding(Task):
     name = "adding"
     title = "The adding problem"
+    report_module = "seqnets.tasks.adding.report"
     setting_keys = ("train_len",)
 
     def predict(self, module: Any, datamodule: Any, value: Any) -> dict[str, Any]:
@@ -79,11 +80,6 @@ class Adding(Task):
             example="0.3 *0.5 0.1 0.7 *0.9 0.2",
             steps_label="step by step: the network's answer after each value read",
         )
-
-    def report_section(self, doc: Any, rows: list[Any], context: Any) -> None:
-        from seqnets.tasks.adding.report import section
-
-        section(self, doc, rows, context)
 
 
 # -- a user's own sequences ----------------------------------------------------------------------

@@ -52,7 +52,3 @@ def section(task: Any, doc: Document, rows: list[Row], context: Any) -> None:
         doc.add(table(header, lines))
         doc.add(bullets(sentences))
         doc.results.setdefault(context.section, {})["by_multiple"] = results
-
-
-def inside(task: Any, doc: Document, row: Row) -> None:
-    generic.inside(task, doc, row)

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 class BinaryAdd(Task):
     name = "binary_add"
     title = "Binary addition"
+    report_module = "seqnets.tasks.binary_add.report"
     setting_keys = ("train_len", "loss")
 
     def predict(self, module: Any, datamodule: Any, value: Any) -> dict[str, Any]:
@@ -102,16 +103,6 @@ class BinaryAdd(Task):
         from seqnets.tasks.binary_add.demo import answer
 
         return answer(module, datamodule, value, state, max_steps)
-
-    def report_section(self, doc: Any, rows: list[Any], context: Any) -> None:
-        from seqnets.tasks.binary_add.report import section
-
-        section(self, doc, rows, context)
-
-    def report_inside(self, doc: Any, row: Any) -> None:
-        from seqnets.tasks.binary_add.report import inside
-
-        inside(self, doc, row)
 
 
 # -- a user's own sums -----------------------------------------------------------------------

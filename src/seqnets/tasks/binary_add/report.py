@@ -270,27 +270,19 @@ def observations(task: Any, rows: list[Row]) -> list[str]:
     return out
 
 
-def inside(task: Any, doc: Document, row: Row) -> None:
-    run = row.completed[0]
-    numbers = run.get("inside", {})
-    doc.results.setdefault("inside", {})[task.name] = {"dir": run["dir"], **numbers}
+def inside_figures(numbers: dict[str, Any], config: dict[str, Any]) -> Any:
     if "carry" not in numbers:
-        return
+        return None
     carry = numbers["carry"]
-    doc.add(
-        f"**Binary addition, {model_name(row.config)}:** unit {carry['best_unit']} tracks the "
+    trace = numbers.get("carry_trace") or {}
+    sentence = (
+        f"**Binary addition, {model_name(config)}:** unit {carry['best_unit']} tracks the "
         f"carry (correlation {carry['best_r']:.3f} with the true carry over {carry['sums']} "
         f"sums of {carry['lengths'][0]}..{carry['lengths'][1]} bits)."
     )
-    doc.copy_figure(
-        run, "inside_carry_units", "inside_carry_units", "Correlation of each unit with the carry"
-    )
-    trace = numbers.get("carry_trace") or {}
-    doc.copy_figure(
-        run,
-        "inside_carry_trace",
-        "inside_carry_trace",
-        f"The carry unit along a {trace['length']}-bit sum"
+    return sentence, {
+        "inside_carry_units": "Correlation of each unit with the carry",
+        "inside_carry_trace": f"The carry unit along a {trace['length']}-bit sum"
         if "length" in trace
         else "The carry unit along one sum",
-    )
+    }

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 class MNIST(Task):
     name = "mnist"
     title = "MNIST read row by row"
+    report_module = "seqnets.tasks.mnist.report"
 
     def predict(self, module: Any, datamodule: Any, value: Any) -> dict[str, Any]:
         return predict_images(module, datamodule, value)
@@ -103,16 +104,6 @@ class MNIST(Task):
         from seqnets.tasks.mnist.demo import answer
 
         return answer(module, datamodule, value)
-
-    def report_section(self, doc: Any, rows: list[Any], context: Any) -> None:
-        from seqnets.tasks.mnist.report import section
-
-        section(self, doc, rows, context)
-
-    def report_inside(self, doc: Any, row: Any) -> None:
-        from seqnets.tasks.mnist.report import inside
-
-        inside(self, doc, row)
 
 
 # -- a user's own images -----------------------------------------------------------------------

@@ -251,28 +251,17 @@ def handwriting(task: Any, doc: Document, rows: list[Row], context: Any) -> None
     doc.results["handwriting"] = {k: v for k, v in result.items() if k != "figure"}
 
 
-def inside(task: Any, doc: Document, row: Row) -> None:
-    run = row.completed[0]
-    numbers = run.get("inside", {})
-    doc.results.setdefault("inside", {})[task.name] = {"dir": run["dir"], **numbers}
-    rows_ = numbers.get("rows")
-    if not rows_:
-        return
-    name = model_name(row.config)
-    if rows_.get("settle_row") is not None and rows_.get("rows"):
-        doc.add(
-            f"**MNIST, {name}:** on average the prediction settles on its final answer after "
-            f"row {rows_['settle_row']:.1f} of {len(rows_['rows'])}."
+def inside_figures(numbers: dict[str, Any], config: dict[str, Any]) -> Any:
+    rows = numbers.get("rows")
+    if not rows:
+        return None
+    sentence = None
+    if rows.get("settle_row") is not None and rows.get("rows"):
+        sentence = (
+            f"**MNIST, {model_name(config)}:** on average the prediction settles on its final "
+            f"answer after row {rows['settle_row']:.1f} of {len(rows['rows'])}."
         )
-    doc.copy_figure(
-        run,
-        "inside_mnist_rows",
-        "inside_mnist_rows",
-        "Accuracy and confidence after each row, per digit",
-    )
-    doc.copy_figure(
-        run,
-        "inside_mnist_settle",
-        "inside_mnist_settle",
-        "From which row the network knows the digit",
-    )
+    return sentence, {
+        "inside_mnist_rows": "Accuracy and confidence after each row, per digit",
+        "inside_mnist_settle": "From which row the network knows the digit",
+    }

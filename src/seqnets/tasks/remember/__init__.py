@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 class Remember(Task):
     name = "remember"
     title = "Remember the digit at index K"
+    report_module = "seqnets.tasks.remember.report"
     setting_keys = ("K",)
 
     def predict(self, module: Any, datamodule: Any, value: Any) -> dict[str, Any]:
@@ -77,16 +78,6 @@ class Remember(Task):
         from seqnets.tasks.remember.demo import answer
 
         return answer(module, datamodule, value, max_steps)
-
-    def report_section(self, doc: Any, rows: list[Any], context: Any) -> None:
-        from seqnets.tasks.remember.report import section
-
-        section(self, doc, rows, context)
-
-    def report_inside(self, doc: Any, row: Any) -> None:
-        from seqnets.tasks.remember.report import inside
-
-        inside(self, doc, row)
 
 
 # -- a user's own digit lists ------------------------------------------------------------------

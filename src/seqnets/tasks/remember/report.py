@@ -139,12 +139,9 @@ def observations(task: Any, rows: list[Row]) -> list[str]:
     return out
 
 
-def inside(task: Any, doc: Document, row: Row) -> None:
-    run = row.completed[0]
-    numbers = run.get("inside", {})
-    doc.results.setdefault("inside", {})[task.name] = {"dir": run["dir"], **numbers}
+def inside_figures(numbers: dict[str, Any], config: dict[str, Any]) -> Any:
     if "pca" not in numbers:
-        return
+        return None
     hold = numbers.get("hold", {})
     steps = hold.get("steps") or []
     acc = hold.get("readout_acc") or []
@@ -153,21 +150,13 @@ def inside(task: Any, doc: Document, row: Row) -> None:
         if steps and acc and acc[-1] is not None
         else ""
     )
-    k = numbers["pca"].get("K", row.config.get("task", {}).get("K", "K"))
-    doc.add(
-        f"**Remember, {model_name(row.config)}:** the final state's first two principal "
+    k = numbers["pca"].get("K", config.get("task", {}).get("K", "K"))
+    sentence = (
+        f"**Remember, {model_name(config)}:** the final state's first two principal "
         f"components separate the digit to report (nearest-centroid accuracy in 2-D: "
         f"{numbers['pca']['centroid_acc_2d'] * 100:.1f} %){last}."
     )
-    doc.copy_figure(
-        run,
-        "inside_remember_pca",
-        "inside_remember_pca",
-        f"Final states, PCA, coloured by the digit at index K={k}",
-    )
-    doc.copy_figure(
-        run,
-        "inside_remember_hold",
-        "inside_remember_hold",
-        "How cleanly the digit stays held as later digits arrive",
-    )
+    return sentence, {
+        "inside_remember_pca": f"Final states, PCA, coloured by the digit at index K={k}",
+        "inside_remember_hold": "How cleanly the digit stays held as later digits arrive",
+    }
