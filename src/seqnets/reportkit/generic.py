@@ -25,7 +25,6 @@ from seqnets.reportkit.stats import (
     best_row,
     compare,
     field,
-    holds,
     mean_curve,
     model_name,
     monitor_mode,
@@ -99,6 +98,21 @@ def scored_count(task: Any, config: dict[str, Any], size: str = "test_size") -> 
 
 
 # -- observations -------------------------------------------------------------------------
+def holds(task: Any, row: Row, name: str, metric: str, what: str) -> str | None:
+    """From which length ``metric`` (mean over the row's runs) drops below 99 %, or that it
+    never does, and whether that is within the training lengths or beyond them."""
+    curve = mean_curve(row.completed, metric)
+    if not curve:
+        return None
+    below = next((n for n, v in curve if v < 0.99), None)
+    if below is None:
+        return f"{name}: {what} stays at 99 % or more at every length measured (to {curve[-1][0]})."
+    trained = trained_lengths(task, row.config)
+    beyond = below > (trained[1] if trained else curve[-1][0])
+    where = "beyond the training lengths" if beyond else "within the training lengths"
+    return f"{name}: {what} drops below 99 % from length {below} ({where})."
+
+
 def contrast(group: Varied, a: Row, b: Row) -> str:
     """What sets row ``a`` apart from row ``b``: ``model.hidden 256 vs 128``."""
     va, vb = group.values[group.rows.index(a)], group.values[group.rows.index(b)]
@@ -121,22 +135,17 @@ def varied_sentence(
     earlier; for more, their ranking and the best against the worst. Names the setting,
     every value and every row."""
     stats = {r.experiment: r.stat(get) for r in group.rows}
+
+    def versus(a: Row, b: Row) -> str:
+        sa, sb = stats[a.experiment], stats[b.experiment]
+        verdict = compare(a.name, sa, b.name, sb, scale, unit, lower_is_better, digits)
+        return verdict + (extra(a, b) if extra else "")
+
     if len(group.rows) == 2:
         b, a = group.rows
-        verdict = compare(
-            a.name,
-            stats[a.experiment],
-            b.name,
-            stats[b.experiment],
-            scale,
-            unit,
-            lower_is_better,
-            digits,
-        )
-        more = extra(a, b) if extra else ""
         return (
             f"{contrast(group, a, b)} ({a.name} vs {b.name}, all else alike), {label}: "
-            f"{verdict}{more}."
+            f"{versus(a, b)}."
         )
     scored = [r for r in group.rows if stats[r.experiment].mean is not None]
     names = "; ".join(f"{r.name}: {group.value(r)}" for r in group.rows)
@@ -144,19 +153,8 @@ def varied_sentence(
         return f"{group.what} ({names}; all else alike): not enough completed runs to compare."
     scored.sort(key=lambda r: stats[r.experiment].mean, reverse=not lower_is_better)
     ranking = " > ".join(f"{r.name} ({stats[r.experiment].text(scale, digits)})" for r in scored)
-    best, worst = scored[0], scored[-1]
-    verdict = compare(
-        best.name,
-        stats[best.experiment],
-        worst.name,
-        stats[worst.experiment],
-        scale,
-        unit,
-        lower_is_better,
-        digits,
-    )
-    more = extra(best, worst) if extra else ""
-    return f"{group.what} ({names}; all else alike), {label}: {ranking}; {verdict}{more}."
+    verdict = versus(scored[0], scored[-1])
+    return f"{group.what} ({names}; all else alike), {label}: {ranking}; {verdict}."
 
 
 def best_sentence(
@@ -181,17 +179,9 @@ def best_sentence(
     sentence = f"{'Lowest' if lower else 'Highest'} mean {label}: {top.name} "
     sentence += f"({stats[top.experiment].text(scale, digits)}{unit})"
     if len(ranked) > 1:
-        second = ranked[1]
-        sentence += "; " + compare(
-            top.name,
-            stats[top.experiment],
-            second.name,
-            stats[second.experiment],
-            scale,
-            "" if lower else " points",
-            lower_is_better=lower,
-            digits=digits,
-        )
+        second, points = ranked[1], "" if lower else " points"
+        a, b = stats[top.experiment], stats[second.experiment]
+        sentence += "; " + compare(top.name, a, second.name, b, scale, points, lower, digits)
     return sentence + "."
 
 
@@ -212,17 +202,10 @@ def observations(task: Any, rows: list[Row]) -> list[str]:
                 )
             )
     along = length_metric(rows)
-    for row in rows:
-        # "holds at 99 %" reads accuracies only.
-        if (
-            along
-            and along.endswith("acc")
-            and row.completed
-            and (curve := mean_curve(row.completed, along))
-        ):
-            trained = trained_lengths(task, row.config)
-            longest = trained[1] if trained else curve[-1][0]
-            out.append(holds(row.name, along, curve, longest))
+    if along and along.endswith("acc"):  # "holds at 99 %" reads accuracies only
+        out += [
+            s for row in rows if row.completed and (s := holds(task, row, row.name, along, along))
+        ]
     return out or ["No completed runs to observe."]
 
 

@@ -223,19 +223,3 @@ def mean_curve(runs: list[dict[str, Any]], metric: str) -> list[tuple[int, float
             if metric in row:
                 lengths.setdefault(row["length"], []).append(row[metric])
     return [(n, statistics.fmean(v)) for n, v in sorted(lengths.items())]
-
-
-def first_below(curve: list[tuple[int, float]], bar: float = 0.99) -> int | None:
-    return next((n for n, v in curve if v < bar), None)
-
-
-def holds(name: str, what: str, curve: list[tuple[int, float]], trained_up_to: int) -> str:
-    """From which length ``what`` drops below 99 %, or that it never does, and whether that
-    is within the training lengths or beyond them."""
-    below = first_below(curve)
-    if below is None:
-        return f"{name}: {what} stays at 99 % or more at every length measured (to {curve[-1][0]})."
-    where = (
-        "beyond the training lengths" if below > trained_up_to else "within the training lengths"
-    )
-    return f"{name}: {what} drops below 99 % from length {below} ({where})."

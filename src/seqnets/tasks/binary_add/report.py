@@ -12,12 +12,11 @@ from typing import Any
 from seqnets import plots
 from seqnets.reportkit import references as ref
 from seqnets.reportkit.document import DASH, Document, bullets, table
-from seqnets.reportkit.generic import trained_lengths, varied_sentence
+from seqnets.reportkit.generic import holds, trained_lengths, varied_sentence
 from seqnets.reportkit.settings import common, freeze, lookup, one_apart, show
 from seqnets.reportkit.stats import (
     Row,
     by_length,
-    holds,
     mean_curve,
     mean_over_lengths,
     model_name,
@@ -229,13 +228,11 @@ def mark_bits(sample: dict[str, Any]) -> str:
 
 
 def observations(task: Any, rows: list[Row]) -> list[str]:
-    out = []
-    for r in rows:
-        if r.completed:
-            curve = mean_curve(r.completed, "exact_acc")
-            trained = trained_lengths(task, r.config)
-            longest = trained[1] if trained else curve[-1][0]
-            out.append(holds(run_label(r.config), "exact accuracy", curve, longest))
+    out = [
+        s
+        for r in rows
+        if r.completed and (s := holds(task, r, run_label(r.config), "exact_acc", "exact accuracy"))
+    ]
     label = f"bit accuracy at length {ref.A_AT}"
     for group in one_apart(rows):
         out.append(varied_sentence(group, AT_A, label, scale=1, unit=""))

@@ -10,12 +10,13 @@ from seqnets.reportkit import references as ref
 from seqnets.reportkit.document import DASH, Document, bullets, table
 from seqnets.reportkit.generic import (
     curves_figure,
+    holds,
     length_figure,
     scored_count,
     trained_lengths,
 )
 from seqnets.reportkit.settings import common, matches, one_apart
-from seqnets.reportkit.stats import Row, best_row, holds, mean_curve, model_name, test_metric
+from seqnets.reportkit.stats import Row, best_row, model_name, test_metric
 
 ACC = test_metric("acc")
 
@@ -117,12 +118,8 @@ def observations(task: Any, rows: list[Row]) -> list[str]:
                 f"{name} stays below 99 % at every size (best "
                 f"{acc[best.experiment].text(100)} % at hidden {best.config['model']['hidden']})."
             )
-    for r in rows:
-        if r.completed and acc[r.experiment].mean is not None and acc[r.experiment].mean >= 0.99:
-            curve = mean_curve(r.completed, "acc")
-            trained = trained_lengths(task, r.config)
-            longest = trained[1] if trained else r.config["task"]["max_len"]
-            out.append(holds(model_name(r.config), "accuracy", curve, longest))
+    good = [r for r in rows if r.completed and (acc[r.experiment].mean or 0) >= 0.99]
+    out += [s for r in good if (s := holds(task, r, model_name(r.config), "acc", "accuracy"))]
     compared = [
         r
         for r in rows
