@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from seqnets.reportkit.document import Document
-from seqnets.reportkit.generic import best_of
-from seqnets.reportkit.stats import Row
+from seqnets.reportkit.stats import Row, best_on_validation
 from seqnets.tasks import task_class, task_of
 from seqnets.tasks.base import Task
 
@@ -107,7 +106,7 @@ def render_all(
         if section in inside:
             pick = next((r for r in rows if r.experiment == inside[section]), None)
         else:
-            pick = best_of(rows)
+            pick = best_on_validation(rows)
         if pick is not None and pick.completed:
             picks.append((task, pick))
     if picks:

@@ -1,11 +1,6 @@
-"""The default report section of any task, and the parts the tasks' own sections share.
-
-A task without a ``report.py`` of its own (``seqnets.tasks.base.Task.report_section``) gets
-:func:`section`: a table with one row per experiment (the model, the task's setting keys, the best
-validation score and every test metric as mean ± std over seeds, the runs' problems),
-observations computed from the numbers and from what the rows' configs vary, accuracy
-against length when the runs measured it, and the training curves; and :func:`inside`: the
-figures the run's test analysis drew of what the network keeps in its state.
+"""The default report section of any task (``Task.report_module``), and the parts the tasks'
+own sections share: what the runs measured, observations from the numbers and from what the
+rows' configs vary, the length and training-curve figures, and the inside subsection.
 """
 
 from __future__ import annotations
@@ -16,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from seqnets import plots
+from seqnets.data.batching import limited_batches
 from seqnets.reportkit.document import Document, bullets, table
 from seqnets.reportkit.settings import Varied, common, one_apart, show
 from seqnets.reportkit.stats import (
     Getter,
     Row,
     Stat,
-    best_row,
     compare,
     field,
     mean_curve,
@@ -80,21 +75,16 @@ def trained_lengths(task: Any, config: dict[str, Any]) -> tuple[int, int] | None
     return getattr(datamodule, "min_len", longest), longest
 
 
-def scored_count(task: Any, config: dict[str, Any], size: str = "test_size") -> int | None:
-    """How many items of the DataModule's set ``size`` names the run scored: all of them,
-    or as many batches as the trainer's ``limit_test_batches`` lets through."""
+def scored_count(task: Any, config: dict[str, Any]) -> int | None:
+    """How many test items the run scored: as many batches as ``limit_test_batches`` let
+    through."""
     try:
         datamodule = type(task)(config["task"]).datamodule()
-        total, batch = getattr(datamodule, size), datamodule.eval_batch_size
+        total, batch = datamodule.test_size, datamodule.eval_batch_size
     except Exception:  # a run of an older config: the report still renders
         return None
-    batches = math.ceil(total / batch)
     limit = (config.get("trainer") or {}).get("limit_test_batches")
-    if isinstance(limit, int):
-        batches = min(batches, limit)
-    elif isinstance(limit, float):
-        batches = int(batches * limit)
-    return min(total, batches * batch)
+    return min(total, limited_batches(limit, math.ceil(total / batch)) * batch)
 
 
 # -- observations -------------------------------------------------------------------------
@@ -301,11 +291,6 @@ def section(task: Any, doc: Document, rows: list[Row], context: Any) -> None:
         f"{task.name}: training curves (mean over seeds)",
         "Training loss per iteration and the validation metrics per epoch, every run",
     )
-
-
-def best_of(rows: list[Row]) -> Row | None:
-    """The inside pick when the report's config names none: the best row on validation."""
-    return best_row(rows, field("best_val"), monitor_mode(rows))
 
 
 def inside(

@@ -28,8 +28,7 @@ class Row:
     planned: dict[str, Any] | None = None  # the config as planned, when no run has one
 
     @property
-    def name(self) -> str:
-        """The experiment's short name (``mnist/lstm_128`` -> ``lstm_128``)."""
+    def name(self) -> str:  # mnist/lstm_128 -> lstm_128
         return self.experiment.split("/")[-1]
 
     @property
@@ -68,7 +67,6 @@ class Row:
         return out
 
     def status(self) -> str:
-        """The problems as a table cell: ``ok`` when every seed completed."""
         return "; ".join(self.problems()) or "ok"
 
 
@@ -82,11 +80,11 @@ class Stat:
         self.mean = statistics.fmean(numbers) if numbers else None
         self.std = statistics.stdev(numbers) if len(numbers) > 1 else 0.0 if numbers else None
 
-    def text(self, scale: float = 1.0, digits: int = 2, unit: str = "") -> str:
+    def text(self, scale: float = 1.0, digits: int = 2) -> str:
         if self.mean is None:
             return DASH
         spread = f" ± {self.std * scale:.{digits}f}" if self.n > 1 else ""
-        return f"{self.mean * scale:.{digits}f}{spread}{unit}"
+        return f"{self.mean * scale:.{digits}f}{spread}"
 
     def record(self) -> dict[str, Any]:
         return {
@@ -175,12 +173,11 @@ def best_row(rows: list[Row], get: Getter, mode: str = "max") -> Row | None:
 
 
 def best_on_validation(rows: list[Row]) -> Row | None:
-    """The row with the best mean validation score (the runs' monitored metric)."""
+    """The inside pick when the report's config names none; the MNIST section's best run."""
     return best_row(rows, field("best_val"), monitor_mode(rows))
 
 
 def best_run(row: Row, mode: str = "max") -> dict[str, Any] | None:
-    """The row's completed run with the best validation score."""
     scored = [r for r in row.completed if r.get("best_val") is not None]
     pick = max if mode == "max" else min
     return pick(scored, key=lambda r: r["best_val"]) if scored else None

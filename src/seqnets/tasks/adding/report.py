@@ -1,6 +1,5 @@
-"""The adding problem's report section: the generic table and figures, then the squared
-error against length at multiples of the longest training length, beside the 0.167 of
-always answering 1.0."""
+"""The adding problem's report section: the generic one, then the squared error at multiples
+of the longest training length against the 0.167 of always answering 1.0."""
 
 from __future__ import annotations
 

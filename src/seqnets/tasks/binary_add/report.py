@@ -1,8 +1,6 @@
-"""The binary-addition section of the report: three tables of bit and exact accuracy
-against length, chosen from the rows' configs (the hidden sizes and losses at the most common
-training length; the training lengths of the most studied network and loss; both readings of
-report A's lengths), observations, accuracy against length, sample sums, and the carry unit
-("Inside")."""
+"""The binary-addition section of the report: tables of bit and exact accuracy against
+length, chosen from the rows' configs (see :func:`blocks`), report A's lengths read both ways,
+and sample sums with the wrong bits marked."""
 
 from __future__ import annotations
 
@@ -28,7 +26,6 @@ AT_A = by_length(ref.A_AT, "bit_acc")
 
 
 def setting(row: Row, name: str) -> Any:
-    """The value of the task setting ``name`` in the row's config (None if unset)."""
     return row.config.get("task", {}).get(name)
 
 

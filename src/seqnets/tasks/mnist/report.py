@@ -1,10 +1,6 @@
-"""The MNIST section of the report: the table of every model with the reference reports'
-numbers beside, observations, training curves, the best run's confusion matrix and mistakes,
-the own-handwriting subsection, and the network's reading row by row ("Inside").
-
-The own-handwriting subsection lives here: it is this task's input (digit images, read by
-this task's best checkpoint), and only this section has runs that can read them.
-"""
+"""The MNIST section of the report: every model against the reference reports, the best
+run's confusion matrix and mistakes, and the own-handwriting subsection (it lives here: only
+this section's checkpoints can read digit images)."""
 
 from __future__ import annotations
 
@@ -30,7 +26,6 @@ ACC = test_metric("acc")
 
 
 def test_images(run: dict[str, Any]) -> int | None:
-    """How many test images the run scored (its confusion matrix's total)."""
     matrix = run.get("confusion_matrix")
     return int(sum(map(sum, matrix))) if matrix else None
 
@@ -122,7 +117,6 @@ def observations(rows: list[Row]) -> list[str]:
     speed = {r.experiment: r.stat(seconds_per_epoch) for r in rows}
 
     def slower(a: Row, b: Row) -> str:
-        """How many times the time per epoch of ``a`` is that of ``b``."""
         sa, sb = speed[a.experiment], speed[b.experiment]
         if not (sa.mean and sb.mean):
             return ""

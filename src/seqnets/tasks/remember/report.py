@@ -1,6 +1,5 @@
-"""The remember section of the report: test accuracy by cell (columns: the cells the rows
-have) and hidden size, observations, accuracy against length, training curves, sample
-predictions, and the held digit's state ("Inside")."""
+"""The remember section of the report: test accuracy by network (columns) and hidden size
+(rows), from which size each network reaches 99 %, and report A's 100 % runs."""
 
 from __future__ import annotations
 
@@ -30,7 +29,7 @@ def column(config: dict[str, Any]) -> str:
 
 def section(task: Any, doc: Document, rows: list[Row], context: Any) -> None:
     configured = [r for r in rows if r.config]
-    tests = {scored_count(task, r.config, "test_size") for r in configured} - {None}
+    tests = {scored_count(task, r.config) for r in configured} - {None}
     doc.add(
         f"Sequences of {common(rows, lambda c: c['task']['min_len'])}.."
         f"{common(rows, lambda c: c['task']['max_len'])} one-hot digits made on the fly; the "
