@@ -100,13 +100,17 @@ class StepTimer(L.Callback):
         return (t1 - t0) / (s1 - s0)
 
 
-def seqnets_path(workload: str, workdir: str) -> Callable[[int], float]:
-    """The real training path; returns a function timing ``steps`` steps (seconds/step)."""
+def seqnets_path(
+    workload: str, workdir: str, extra: tuple[str, ...] = ()
+) -> Callable[[int], float]:
+    """The real training path (with ``extra`` overrides: a ``--variant``); returns a function
+    timing ``steps`` steps (seconds/step)."""
     from seqnets.train import build
 
     def run(steps: int) -> float:
         overrides = [
             *WORKLOADS[workload],
+            *extra,
             "trainer.max_epochs=1",
             f"trainer.limit_train_batches={steps + WARMUP}",
             "trainer.limit_val_batches=1",
@@ -261,12 +265,23 @@ def reports_path(workload: str, data_dir: str) -> Callable[[int], float] | None:
     return lambda steps: _time_steps(step, steps)
 
 
+# Columns of seqnets with other settings (``--variant``), beside the four paths.
+VARIANTS: dict[str, tuple[str, ...]] = {}
+
+
+def all_paths() -> list[str]:
+    """The columns in order: seqnets, its variants, then the loops it is compared with."""
+    return [PATHS[0], *VARIANTS, *PATHS[1:]]
+
+
 def make_path(
     name: str, workload: str, workdir: str, data_dir: str
 ) -> Callable[[int], float] | None:
     """Path ``name`` for ``workload`` (None where it has none: the reports' loop is MNIST's)."""
     if name == "seqnets":
         return seqnets_path(workload, workdir)
+    if name in VARIANTS:
+        return seqnets_path(workload, workdir, VARIANTS[name])
     if name == "lightning":
         return lightning_path(workload, workdir)
     if name == "reports":
@@ -289,14 +304,14 @@ def throughput(
     """Seconds per step of every path, interleaved round by round; median over rounds."""
     results: dict[str, dict[str, Any]] = {}
     for workload in workloads:
-        paths = {name: make_path(name, workload, workdir, data_dir) for name in PATHS}
+        paths = {name: make_path(name, workload, workdir, data_dir) for name in all_paths()}
         samples: dict[str, list[float]] = {name: [] for name, f in paths.items() if f}
         for _ in range(rounds):
             for name in samples:
                 samples[name].append(paths[name](steps))
         batch = compose_run(WORKLOADS[workload], "unused").task.batch_size
         row: dict[str, Any] = {"batch_size": batch, "steps_per_round": steps, "rounds": rounds}
-        for name in PATHS:
+        for name in all_paths():
             if name in samples:
                 seconds = statistics.median(samples[name])
                 row[name] = {
@@ -304,7 +319,7 @@ def throughput(
                     "sequences_per_s": batch / seconds,
                     "rounds_ms": [1000 * s for s in samples[name]],
                 }
-        for other in PATHS[1:]:
+        for other in all_paths()[1:]:
             if other in row:
                 row[f"seqnets/{other}"] = row[other]["ms_per_step"] / row["seqnets"]["ms_per_step"]
         results[workload] = row
@@ -388,10 +403,10 @@ def _make_at(make: Callable, length: int, n: int, generator: torch.Generator) ->
 
 def print_table(results: dict[str, dict[str, Any]], memory: dict[str, dict[str, float]]) -> None:
     print(
-        f"\n{'workload':<12}{'path':<10}{'ms/step':>10}{'seq/s':>10}{'peak MiB':>10}{'ratio':>27}"
+        f"\n{'workload':<12}{'path':<22}{'ms/step':>10}{'seq/s':>10}{'peak MiB':>10}{'ratio':>36}"
     )
     for workload, row in results.items():
-        for path in PATHS:
+        for path in all_paths():
             if path not in row:
                 continue
             ratio = ""
@@ -399,9 +414,9 @@ def print_table(results: dict[str, dict[str, Any]], memory: dict[str, dict[str, 
                 ratio = f"seqnets/{path} = {row[f'seqnets/{path}']:.2f}x"
             mib = memory.get(workload, {}).get(path)
             print(
-                f"{workload:<12}{path:<10}{row[path]['ms_per_step']:>10.2f}"
+                f"{workload:<12}{path:<22}{row[path]['ms_per_step']:>10.2f}"
                 f"{row[path]['sequences_per_s']:>10,.0f}"
-                f"{'' if mib is None else f'{mib:.0f}':>10}{ratio:>27}"
+                f"{'' if mib is None else f'{mib:.0f}':>10}{ratio:>36}"
             )
     print("(ratio: how many times faster seqnets trains than that path; 1.0 = as fast)")
 
@@ -417,7 +432,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", default=None, help="default: paths.data_dir")
     parser.add_argument("--out", type=Path, default=Path("outputs/bench"))
     parser.add_argument("--child", nargs=3, metavar=("WORKLOAD", "PATH", "STEPS"))
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=OVERRIDE[;OVERRIDE...]",
+        help="another seqnets column, with these train overrides (e.g. "
+        "bf16=trainer.precision=bf16-mixed); timed in the same rounds as the others",
+    )
     args = parser.parse_args(argv)
+    for variant in args.variant:
+        name, _, overrides = variant.partition("=")
+        VARIANTS[f"seqnets[{name}]"] = tuple(o for o in overrides.split(";") if o)
     torch.set_num_threads(resolve_threads(args.threads))
     skip_failing_nvml_check()  # as every training run does (seqnets.train)
     data_dir = args.data_dir or compose_run([], "unused").paths.data_dir

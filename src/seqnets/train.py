@@ -122,7 +122,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     epochs, steps = (list(history.epochs), history.steps) if history else ([], [])
     train_time = history.seconds["train"] if history else fit_wall
     if metrics["status"] == records.COMPLETED:
-        metrics["stopped_by"] = stopped_by(trainer)
+        metrics["stopped_by"] = stopped_by(trainer, cfg.trainer.get("max_time"))
         log.info("training stopped: %s", metrics["stopped_by"])
     analysis = first_of_type(callbacks, Analysis)
 
@@ -178,7 +178,7 @@ def _averaged_model(trainer: L.Trainer, best_path: str | None) -> str | None:
     return best_path
 
 
-def stopped_by(trainer: L.Trainer) -> str:
+def stopped_by(trainer: L.Trainer, max_time: Any = None) -> str:
     """Why a finished fit ended, in the words of the setting that ended it: a run cut short
     by a time limit, a step limit or early stopping is still complete, and says so."""
     if trainer.fast_dev_run:
@@ -186,8 +186,9 @@ def stopped_by(trainer: L.Trainer) -> str:
     timer = first_of_type(trainer.callbacks, Timer)
     remaining = timer.time_remaining("train") if timer is not None else None
     if remaining is not None and remaining <= 0:
+        limit = f"trainer.max_time={max_time}" if max_time else "a Timer's duration"
         elapsed = timer.time_elapsed("train")
-        return f"the time limit (trainer.max_time) was reached after {elapsed:.1f} s of training"
+        return f"the time limit ({limit}) was reached; {elapsed:.1f} s with the last validation"
     stopper = first_of_type(trainer.callbacks, EarlyStopping)
     if stopper is not None and stopper.stopped_epoch:
         return f"early stopping on {stopper.monitor} (epoch {stopper.stopped_epoch})"
