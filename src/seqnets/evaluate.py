@@ -1,9 +1,8 @@
 """Score a trained checkpoint: ``python -m seqnets.evaluate ckpt_path=<file or run dir>``.
 
-The checkpoint alone rebuilds its task and model (``seqnets.checkpoints``); the task's test set
-is scored by the same Trainer loop and test analysis as at the end of training, over lengths
-the user may choose for the synthetic tasks, and the results go to a new directory of their
-own under ``outputs/evaluate/``: ``metrics.json``, ``figures/`` and TensorBoard events.
+The checkpoint alone rebuilds its task and model; its test set is scored by the same loop and
+test analysis as at the end of training (over lengths the user may choose, for the synthetic
+tasks), into a new directory under ``outputs/evaluate/``.
 """
 
 from __future__ import annotations

@@ -1,12 +1,8 @@
 """A trained checkpoint on a user's own input: ``python -m seqnets.predict ckpt_path= input=``.
 
-What ``input`` is follows the checkpoint's task, whose ``Task.predict`` reads it (see
-``conf/predict.yaml`` and ``seqnets.tasks``): image files of handwritten digits, digit lists,
-numbers to add, a sequence of values and markers. Bad inputs never stop the others: each is
-listed with what is wrong, the rest get predictions, and the exit code says whether anything
-failed (0 none, 2 some).
-Everything goes to a new directory under ``outputs/predict/``: ``predictions.json``,
-``predictions.md`` and, for images, ``predictions.png``.
+The checkpoint's task reads ``input`` (``Task.predict``). Bad inputs never stop the others:
+each is listed with what is wrong, and the exit code says whether anything failed (0 none,
+2 some). Everything goes to a new directory under ``outputs/predict/``.
 """
 
 from __future__ import annotations

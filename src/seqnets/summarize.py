@@ -1,7 +1,5 @@
-"""A table of runs from their files alone: ``python -m seqnets.summarize outputs/multirun/<sweep>``.
-
-Reads every ``metrics.json`` below the given directories and prints one Markdown row per run
-(the report builds its tables the same way), then the mean and spread of each group of runs
+"""A table of runs from their files alone: ``python -m seqnets.summarize outputs/multirun/<sweep>``:
+one Markdown row per ``metrics.json`` found, then the mean and spread of each group of runs
 that differ only by seed.
 """
 

@@ -1,11 +1,8 @@
 """``python -m seqnets.demo``: serve the demo page on this machine until Ctrl-C.
 
-Finds every completed run under ``runs_dir`` (and ``ckpt_path`` if given), loads the best of
-each task, prints the page's address and serves it. The page has a tab for each task of the
-runs found (a user's own task included: its ``Task`` says what the tab shows) and for each
+The page has a tab for each task of the runs found (a user's own task included) and for each
 task of ``small_runs``; a task there with no run gets a line saying which command trains one,
-and in a terminal the command offers to train a small one first. Bad settings get one line
-and exit code 2, as every seqnets command.
+and in a terminal the command offers to train a small one first.
 """
 
 from __future__ import annotations

@@ -1,10 +1,6 @@
 """What the demo's page shows, computed without the page: a trained network's answer to a
-user's input, as its task gives it (``Task.demo_answer``: a text, and where the task has them
-the input as read, the probabilities and a step-by-step picture).
-
-The tasks answer through the code the command line uses, so the page and ``predict`` agree on
-every answer and every refusal; a bad input raises ``ConfigError`` with the line ``predict``
-prints, and the page shows it as it is.
+user's input, as its task gives it (``Task.demo_answer``). The tasks answer through the code
+the command line uses, so the page and ``predict`` agree on every answer and every refusal.
 """
 
 from __future__ import annotations

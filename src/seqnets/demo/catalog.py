@@ -1,10 +1,6 @@
-"""The trained runs the demo offers: every completed run under ``outputs/``, best first.
-
-A run is read through :func:`seqnets.records.read_run`, as the summaries and the report read
-it, so the demo agrees with them on which runs completed and what they scored. Only runs
-that kept a checkpoint are offered (an ``evaluate`` or ``predict`` directory has a record but
-no weights). Which score ranks a task's runs is the task's (``Task.demo_rank``): the demo
-names no task.
+"""The trained runs the demo offers: every completed run under ``outputs/`` that kept a
+checkpoint, best first (``Task.demo_rank``). Runs are read with
+:func:`seqnets.records.read_run`, so the demo agrees with the summaries and the report.
 """
 
 from __future__ import annotations

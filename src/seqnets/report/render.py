@@ -1,11 +1,6 @@
 """Run directories -> the report (``report.md``, ``report.html``, ``figures/``,
-``results.json``): the header, one section per task and "Inside the networks".
-
-Reads only the runs' files; trains nothing. Each section is its task's
-(``seqnets.tasks.task_of(config)``, found from the section's own runs' configs): its
-``report_section`` (the task's ``report.py``, else ``seqnets.reportkit.generic``) writes the
-tables, observations and figures, its ``report_inside`` the inside subsection. Nothing here
-names a task.
+``results.json``). Reads only the runs' files; each section is written by its task
+(``Task.report_section``, ``Task.report_inside``), so nothing here names a task.
 """
 
 from __future__ import annotations

@@ -1,9 +1,6 @@
 """Numbers over seeds with their provenance: one experiment's runs (``Row``), the mean and
-spread of one number over them (``Stat``), where each number is read from a run's
-``metrics.json`` (``Getter``), and the sentences that compare them.
-
-Numbers over seeds are mean ± standard deviation of the runs that completed; a run that
-failed, diverged or never finished is reported as such and never averaged in.
+spread of one number over them (``Stat``) and where it is read in a run's ``metrics.json``
+(``Getter``). Only completed runs are averaged; any other is reported as such.
 """
 
 from __future__ import annotations

@@ -1,19 +1,10 @@
 """After testing, what a run shows of itself: fixed samples, the classification report and
 confusion matrix, scores against sequence length, and what the trained network keeps in its
-state ("inside the networks"), each as its task measures and draws it.
-
-Accuracy says whether a network solves a task; the inside analyses say *how*: whether one
-unit of a binary adder simply is the carry, whether the digit a remember network must report
-stays readable as later digits arrive, and from which MNIST row on a network already knows
-the digit. Each task's analyses live with the task (``Task.inside``); this module holds what
-they share, the entry point (``analyse``) and the callback that runs it after testing (named
-in ``conf/callbacks/default.yaml``; ``evaluate`` makes its own). Analyses return plain
-numbers (``None`` where a number is undefined) so that they go into ``metrics.json`` as
-strict JSON; the figures in :mod:`seqnets.plots` are drawn from those numbers alone.
-
-Per-step readouts (``seqnets.scoring.readout_by_step``) rely on the backbone being
-unidirectional; for a bidirectional one those analyses return ``BIDIRECTIONAL_NOTE`` instead
-of numbers that would look meaningful but are not.
+state (``Task.inside``: accuracy says whether a network solves a task, the inside analyses say
+*how*). This module holds what the tasks' analyses share, ``analyse`` and the callback that
+runs it after testing. Analyses return plain numbers (``None`` where undefined) so that they
+go into ``metrics.json`` as strict JSON; per-step readouts of a bidirectional backbone would
+look meaningful but are not, so those analyses return ``BIDIRECTIONAL_NOTE`` instead.
 """
 
 from __future__ import annotations

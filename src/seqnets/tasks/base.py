@@ -1,12 +1,9 @@
 """What a task is beyond its data: how a person's input is read and an answer shown, what to
-measure inside a trained network, and its report section.
+measure inside a trained network, its report section and its demo tab.
 
-Training needs only the task's config (``conf/task/<name>.yaml``: a DataModule and an
-objective, each named by ``_target_``). Everything else that differs between tasks lives in
-one :class:`Task` subclass, found by :func:`seqnets.tasks.task_of` from the same config, so
-that ``predict``, ``evaluate``, ``inside``, ``summarize``, and the report call the
-task instead of branching on its name. Every method has a default that works for any task,
-so a new task starts with its DataModule and config alone and adds methods as it grows.
+Training needs only the task's config; everything else that differs between tasks lives in
+one :class:`Task` subclass, so that the commands call the task instead of branching on its
+name. Every method has a default that works for any task.
 """
 
 from __future__ import annotations
