@@ -231,6 +231,15 @@ def curves_figure(
 
 
 # -- the default section ------------------------------------------------------------------
+def scores(doc: Document, context: Any, text: str, numbers: list[dict], said: list[str]) -> None:
+    """A section's table, the command that reproduces it, its numbers and its observations."""
+    doc.add(text)
+    doc.add(f"Command: `{context.command}`")
+    doc.results[context.section] = {"table": numbers}
+    doc.add("### Observations")
+    doc.add(bullets(said))
+
+
 def section(task: Any, doc: Document, rows: list[Row], context: Any) -> None:
     """A table of every experiment's scores, observations and figures, for any task."""
     mode = monitor_mode(rows)
@@ -262,13 +271,9 @@ def section(task: Any, doc: Document, rows: list[Row], context: Any) -> None:
             {"experiment": row.experiment, "best_val": val.record()}
             | {f"test/{m}": s.record() for m, s in tests.items()}
         )
-    scores = [f"best {monitor}", *(f"test {m}" for m in metrics)]
-    header = ["run", "model", *task.setting_keys, *scores]
-    doc.add(table([*header, "runs"], lines))
-    doc.add(f"Command: `{context.command}`")
-    doc.results[context.section] = {"table": results}
-    doc.add("### Observations")
-    doc.add(bullets(observations(task, rows)))
+    measured = [f"best {monitor}", *(f"test {m}" for m in metrics)]
+    header = ["run", "model", *task.setting_keys, *measured]
+    scores(doc, context, table([*header, "runs"], lines), results, observations(task, rows))
     along = length_metric(rows)
     if along:
         configs = [r.config for r in rows if r.config]

@@ -8,8 +8,8 @@ from typing import Any
 
 from seqnets.data.mnist import TRAIN_SIZE
 from seqnets.reportkit import references as ref
-from seqnets.reportkit.document import DASH, Document, bullets, signed, table
-from seqnets.reportkit.generic import best_sentence, curves_figure, varied_sentence
+from seqnets.reportkit.document import DASH, Document, signed, table
+from seqnets.reportkit.generic import best_sentence, curves_figure, scores, varied_sentence
 from seqnets.reportkit.settings import common, lookup, one_apart
 from seqnets.reportkit.stats import (
     Row,
@@ -95,11 +95,7 @@ def section(task: Any, doc: Document, rows: list[Row], context: Any) -> None:
         )
     header = ["run", "cell", "hidden", "layers", "direction", "L2", "params", "s/epoch"]
     header += ["best val acc %", "test acc %", "report A %", "Δ A", "report B %", "Δ B", "runs"]
-    doc.add(table(header, lines))
-    doc.add(f"Command: `{context.command}`")
-    doc.results[context.section] = {"table": results}
-    doc.add("### Observations")
-    doc.add(bullets(observations(rows)))
+    scores(doc, context, table(header, lines), results, observations(rows))
     curves_figure(
         doc,
         rows,

@@ -6,12 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 from seqnets.reportkit import references as ref
-from seqnets.reportkit.document import DASH, Document, bullets, table
+from seqnets.reportkit.document import DASH, Document, table
 from seqnets.reportkit.generic import (
     curves_figure,
     holds,
     length_figure,
     scored_count,
+    scores,
     trained_lengths,
 )
 from seqnets.reportkit.settings import common, matches, one_apart
@@ -54,11 +55,8 @@ def section(task: Any, doc: Document, rows: list[Row], context: Any) -> None:
             line.append(stat.text(100) + (" (" + "; ".join(problems) + ")" if problems else ""))
             results.append({"experiment": row.experiment, "test_acc": stat.record()})
         lines.append(line)
-    doc.add(table(["hidden", *(f"{c} %" for c in columns)], lines))
-    doc.add(f"Command: `{context.command}`")
-    doc.results[context.section] = {"table": results}
-    doc.add("### Observations")
-    doc.add(bullets(observations(task, rows)))
+    text = table(["hidden", *(f"{c} %" for c in columns)], lines)
+    scores(doc, context, text, results, observations(task, rows))
     ranges = [t for r in configured if (t := trained_lengths(task, r.config))]
     trained = (min(t[0] for t in ranges), max(t[1] for t in ranges)) if ranges else None
     length_figure(
