@@ -149,11 +149,12 @@ class TestAnalysis(Analysis):
         """Confusion matrix and a per-class precision/recall/F1/support report."""
         preds, target = outputs["preds"], outputs["targets"]
         args = {"preds": preds, "target": target, "num_classes": num_classes}
-        per_class = {
-            "precision": multiclass_precision(**args, average=None),
-            "recall": multiclass_recall(**args, average=None),
-            "f1": multiclass_f1_score(**args, average=None),
+        scores = {
+            "precision": multiclass_precision,
+            "recall": multiclass_recall,
+            "f1": multiclass_f1_score,
         }
+        per_class = {k: f(**args, average=None) for k, f in scores.items()}
         support = torch.bincount(target, minlength=num_classes)
         report: dict[str, Any] = {
             str(c): {k: float(v[c]) for k, v in per_class.items()} | {"support": int(support[c])}
@@ -162,11 +163,8 @@ class TestAnalysis(Analysis):
         report["accuracy"] = float((preds == target).float().mean())
         for average in ("macro", "weighted"):
             report[f"{average} avg"] = {
-                "precision": float(multiclass_precision(**args, average=average)),
-                "recall": float(multiclass_recall(**args, average=average)),
-                "f1": float(multiclass_f1_score(**args, average=average)),
-                "support": int(support.sum()),
-            }
+                k: float(f(**args, average=average)) for k, f in scores.items()
+            } | {"support": int(support.sum())}
         return {
             "confusion_matrix": multiclass_confusion_matrix(**args).tolist(),
             "classification_report": report,

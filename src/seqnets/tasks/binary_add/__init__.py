@@ -21,6 +21,7 @@ from seqnets.data.binary_add import (
     make_binary_add_batch,
     make_mixed_binary_add_batch,
 )
+from seqnets.data.synthetic import length_range
 from seqnets.errors import ConfigError
 from seqnets.scoring import evaluating, forward_batch
 from seqnets.tasks.analysis import CONSTANT_STD, fixed_generator, json_number
@@ -224,18 +225,6 @@ def carry_states(
     return states
 
 
-def unit_values(states: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Every unit's value at every step, in the order of :func:`unit_labels`."""
-    return states["units"]
-
-
-def _length_range(length: int | tuple[int, int]) -> tuple[int, int]:
-    low, high = (length, length) if isinstance(length, int) else length
-    if not 1 <= low <= high:
-        raise ValueError(f"length={length!r}: give L >= 1 or (min, max) with 1 <= min <= max")
-    return int(low), int(high)
-
-
 def carry_correlation(
     module: SequenceModule,
     length: int | tuple[int, int] = (40, 100),
@@ -250,7 +239,7 @@ def carry_correlation(
     -> r, None for a constant unit), the best unit by |r|, and the network's bit and exact
     accuracy on the same sums, so a strong carry unit can be read against how well it adds.
     """
-    low, high = _length_range(length)
+    low, high = length_range("length", length)
     labels = unit_labels(module)
     # One zero-padded batch, read in chunks of packed sums: a few long tensor operations
     # instead of one pass per length.
@@ -264,7 +253,7 @@ def carry_correlation(
         steps = int(sizes[part].max())  # sorted by length: short chunks stay short
         states = carry_states(module, x[part, :steps], sizes[part])
         real = states["real"]
-        values = unit_values(states)[real].double()
+        values = states["units"][real].double()
         carry = states["carry"][real].double()[:, None]
         sums += torch.stack(
             [
@@ -326,7 +315,7 @@ def carry_trace(
     held = ((bits[..., 0] ^ bits[..., 1]) == 1) & (carry == 1)
     pick = int(held.sum(1).argmax())
     states = carry_states(module, batch["x"][pick : pick + 1])
-    value = unit_values(states)[0, :, labels.index(unit)]
+    value = states["units"][0, :, labels.index(unit)]
     return {
         "unit": unit,
         "length": length,

@@ -45,13 +45,7 @@ def add(module: Any, datamodule: Any, text: str, max_bits: int, unit: str | None
     """``a+b`` added by the network bit by bit: each bit's probability, the wrong bits, and
     the carry unit's value at each step beside the true carry. Sums longer than ``max_bits``
     bits are refused (the page's cap)."""
-    from seqnets.tasks.binary_add import (
-        carry_states,
-        parse_sums,
-        predict_sums,
-        unit_labels,
-        unit_values,
-    )
+    from seqnets.tasks.binary_add import carry_states, parse_sums, predict_sums, unit_labels
 
     text = str(text).strip()
     (pair,) = parse_sums(text)
@@ -69,7 +63,7 @@ def add(module: Any, datamodule: Any, text: str, max_bits: int, unit: str | None
     values = None
     if unit is not None:
         index = unit_labels(module).index(unit)
-        values = unit_values(states)[0, :, index].tolist()
+        values = states["units"][0, :, index].tolist()
     return {
         **row,
         "a_bits": [(a >> i) & 1 for i in range(bits)],  # least significant first, as read

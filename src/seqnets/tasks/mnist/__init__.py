@@ -148,7 +148,6 @@ def predict_images(module: Any, datamodule: Any, path: Any) -> dict[str, Any]:
 
 
 # -- inside: when the network knows the digit ----------------------------------------------
-# -- MNIST: when the network knows the digit -----------------------------------------------
 def row_by_row(
     module: SequenceModule,
     images: torch.Tensor,
@@ -183,13 +182,7 @@ def row_by_row(
     def summary(mask: torch.Tensor) -> dict:
         count = int(mask.sum())
         if count == 0:
-            return {
-                "n": 0,
-                "acc": None,
-                "confidence": None,
-                "settle_row": None,
-                "never_settled": None,
-            }
+            return {"n": 0} | dict.fromkeys(("acc", "confidence", "settle_row", "never_settled"))
         mean_settle = settle_row[mask & settled]
         return {
             "n": count,
