@@ -67,7 +67,9 @@ class Task:
     Subclasses set ``name`` (the registry's key and ``task.name``), ``title`` (the report's
     heading), ``setting_keys`` (the task settings that set its runs apart in tables) and
     ``report_module`` (the module whose ``section`` writes its report section, and whose
-    ``inside_figures``, if any, picks its inside figures), and override what they need:
+    ``inside_figures``, if any, picks its inside figures), ``demo_module`` (where it has one:
+    the module whose ``TAB`` is its demo tab and whose ``answer`` answers there), and override
+    what they need:
 
     - ``predict(module, datamodule, value)``: a user's own input (``input=`` of
       ``python -m seqnets.predict``, as plain Python: a string, a number or a list) -> rows,
@@ -84,6 +86,7 @@ class Task:
     title: ClassVar[str] = "task"
     setting_keys: ClassVar[tuple[str, ...]] = ()
     report_module: ClassVar[str] = "seqnets.reportkit.generic"
+    demo_module: ClassVar[str | None] = None
 
     def __init__(self, config: Mapping[str, Any] | DictConfig) -> None:
         if isinstance(config, DictConfig):
@@ -155,8 +158,10 @@ class Task:
 
     # -- the demo page ----------------------------------------------------------------------------
     def demo_tab(self) -> DemoTab:
-        """The task's tab on the demo page; by default a text box read as ``predict`` reads
-        ``input=``."""
+        """The task's tab on the demo page: ``TAB`` of ``demo_module``, else a text box read
+        as ``predict`` reads ``input=``."""
+        if self.demo_module:
+            return import_module(self.demo_module).TAB
         return DemoTab(
             title=self.title,
             prompt=f"an input for {self.title}, as `python -m seqnets.predict input=...` takes it",
@@ -190,10 +195,14 @@ class Task:
         max_steps: int,
     ) -> DemoAnswer:
         """The answer to a person's input on the demo page (``max_steps``: the page's cap on
-        the steps an input may have). By default: ``predict`` on the value, its rows as
-        ``markdown`` shows them, and the readout after each step of the sequence ``predict``
-        fed the network (a unidirectional one: a bidirectional one has read everything at
-        every step). A refused input raises ``ConfigError`` with predict's line."""
+        the steps an input may have): ``answer`` of ``demo_module``, with the same arguments;
+        else ``predict`` on the value, its rows as ``markdown`` shows them, and the readout
+        after each step of the sequence ``predict`` fed the network (a unidirectional one: a
+        bidirectional one has read everything at every step). A refused input raises
+        ``ConfigError`` with predict's line."""
+        if self.demo_module:
+            answer = import_module(self.demo_module).answer
+            return answer(module, datamodule, value, state, max_steps)
         from seqnets.errors import ConfigError
         from seqnets.scoring import readout_by_step
 

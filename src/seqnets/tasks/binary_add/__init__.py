@@ -25,7 +25,7 @@ from seqnets.data.synthetic import length_range
 from seqnets.errors import ConfigError
 from seqnets.scoring import evaluating, forward_batch
 from seqnets.tasks.analysis import CONSTANT_STD, fixed_generator, json_number
-from seqnets.tasks.base import DemoAnswer, DemoTab, Task
+from seqnets.tasks.base import Task
 from seqnets.tasks.inside_figures import carry_trace_figure, carry_units_figure
 
 if TYPE_CHECKING:
@@ -38,6 +38,7 @@ class BinaryAdd(Task):
     name = "binary_add"
     title = "Binary addition"
     report_module = "seqnets.tasks.binary_add.report"
+    demo_module = "seqnets.tasks.binary_add.demo"
     setting_keys = ("train_len", "loss")
 
     def predict(self, module: Any, datamodule: Any, value: Any) -> dict[str, Any]:
@@ -77,11 +78,6 @@ class BinaryAdd(Task):
             figures["carry_trace"] = carry_trace_figure(trace, f"{model}: carry trace")
         return numbers, figures
 
-    def demo_tab(self) -> DemoTab:
-        from seqnets.tasks.binary_add.demo import TAB
-
-        return TAB
-
     def demo_score(self) -> str:
         return "test/exact_acc"
 
@@ -97,13 +93,6 @@ class BinaryAdd(Task):
         from seqnets.tasks.binary_add.demo import carry_unit
 
         return {"carry_unit": carry_unit(module, record)}
-
-    def demo_answer(
-        self, module: Any, datamodule: Any, value: Any, state: Any, max_steps: int
-    ) -> DemoAnswer:
-        from seqnets.tasks.binary_add.demo import answer
-
-        return answer(module, datamodule, value, state, max_steps)
 
 
 # -- a user's own sums -----------------------------------------------------------------------

@@ -19,7 +19,7 @@ from seqnets.data.images import prepare, redraw_as_user, save_user_image
 from seqnets.data.remember import NUM_DIGITS
 from seqnets.scoring import forward_batch, predict_batch, readout_by_step
 from seqnets.tasks.analysis import BIDIRECTIONAL_NOTE
-from seqnets.tasks.base import DemoAnswer, DemoTab, Task
+from seqnets.tasks.base import Task
 from seqnets.tasks.inside_figures import mnist_rows_figure, mnist_settle_figure
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ class MNIST(Task):
     name = "mnist"
     title = "MNIST read row by row"
     report_module = "seqnets.tasks.mnist.report"
+    demo_module = "seqnets.tasks.mnist.demo"
 
     def predict(self, module: Any, datamodule: Any, value: Any) -> dict[str, Any]:
         return predict_images(module, datamodule, value)
@@ -87,23 +88,8 @@ class MNIST(Task):
         """``python -m seqnets.evaluate user_style=N``: see :func:`user_style_accuracy`."""
         return user_style_accuracy(module, datamodule, n, workdir)
 
-    def demo_tab(self) -> DemoTab:
-        """A canvas to draw on (and an upload box): the answer follows the stroke."""
-        from seqnets.tasks.mnist.demo import TAB
-
-        return TAB
-
     def demo_score(self) -> str:
         return "test/acc"
-
-    def demo_answer(
-        self, module: Any, datamodule: Any, value: Any, state: Any, max_steps: int
-    ) -> DemoAnswer:
-        """A drawing (a PIL image) or an uploaded file (its path): the image as read, the
-        ten probabilities and the answer after each row."""
-        from seqnets.tasks.mnist.demo import answer
-
-        return answer(module, datamodule, value)
 
 
 # -- a user's own images -----------------------------------------------------------------------

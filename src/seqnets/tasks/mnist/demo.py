@@ -63,8 +63,9 @@ def read_digit(module: Any, datamodule: Any, drawing: Any, upload: str | None) -
     }
 
 
-def answer(module: Any, datamodule: Any, value: Any) -> DemoAnswer:
-    """The page's answer: ``value`` is a drawing (a PIL image) or an uploaded file's path."""
+def answer(module: Any, datamodule: Any, value: Any, state: Any, max_steps: int) -> DemoAnswer:
+    """The page's answer: ``value`` is a drawing (a PIL image) or an uploaded file's path; the
+    image as read, the ten probabilities and the answer after each row."""
     upload = value if isinstance(value, str | Path) else None
     result = read_digit(module, datamodule, None if upload else value, upload)
     digit, confidence = result["answer"], result["confidence"]

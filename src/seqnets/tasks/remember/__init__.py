@@ -19,7 +19,7 @@ from seqnets.data.remember import NUM_DIGITS, encode_digits, make_remember_batch
 from seqnets.errors import ConfigError
 from seqnets.scoring import evaluating, forward_batch, readout_by_step
 from seqnets.tasks.analysis import BIDIRECTIONAL_NOTE, fixed_generator, json_number
-from seqnets.tasks.base import DemoAnswer, DemoTab, Task
+from seqnets.tasks.base import Task
 from seqnets.tasks.inside_figures import remember_hold_figure, remember_pca_figure
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ class Remember(Task):
     name = "remember"
     title = "Remember the digit at index K"
     report_module = "seqnets.tasks.remember.report"
+    demo_module = "seqnets.tasks.remember.demo"
     setting_keys = ("K",)
 
     def predict(self, module: Any, datamodule: Any, value: Any) -> dict[str, Any]:
@@ -60,24 +61,12 @@ class Remember(Task):
             figures["remember_hold"] = remember_hold_figure(hold, f"{model}: digit at K={k} held")
         return numbers, figures
 
-    def demo_tab(self) -> DemoTab:
-        from seqnets.tasks.remember.demo import TAB
-
-        return TAB
-
     def demo_score(self) -> str:
         return "test/acc"
 
     def demo_rank(self, record: Any) -> tuple[float, ...]:
         acc = (record.get("test") or {}).get("test/acc")
         return (-1.0 if acc is None else acc,)
-
-    def demo_answer(
-        self, module: Any, datamodule: Any, value: Any, state: Any, max_steps: int
-    ) -> DemoAnswer:
-        from seqnets.tasks.remember.demo import answer
-
-        return answer(module, datamodule, value, max_steps)
 
 
 # -- a user's own digit lists ------------------------------------------------------------------

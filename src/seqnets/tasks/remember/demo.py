@@ -56,7 +56,7 @@ def remember(module: Any, datamodule: Any, text: str, max_len: int) -> dict:
     return {**row, "steps": steps, "confidence": probs[row["pred"]] if probs else None}
 
 
-def answer(module: Any, datamodule: Any, value: Any, max_steps: int) -> DemoAnswer:
+def answer(module: Any, datamodule: Any, value: Any, state: Any, max_steps: int) -> DemoAnswer:
     """The page's answer: the digit at K, right or wrong, and the belief after each step."""
     result = remember(module, datamodule, value, max_steps)
     verdict = "right" if result["pred"] == result["true"] else "wrong"
