@@ -20,13 +20,8 @@ from typing import Any
 from seqnets.errors import EXIT_FAILED, ConfigError, exit_usage
 
 METRICS = "metrics.json"
-COMPLETED, DIVERGED, FAILED, INTERRUPTED, INVALID = (
-    "completed",
-    "diverged",
-    "failed",
-    "interrupted",
-    "invalid",
-)
+COMPLETED, DIVERGED, FAILED = "completed", "diverged", "failed"
+INTERRUPTED, INVALID = "interrupted", "invalid"
 # A run directory that never wrote its record: killed, or still running.
 UNFINISHED = "unfinished"
 # A record that cannot be read (truncated, not JSON, not an object): the run may have finished.

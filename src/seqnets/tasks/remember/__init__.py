@@ -126,7 +126,6 @@ def predict_digits(module: Any, datamodule: Any, value: Any) -> dict[str, Any]:
 PROBE_RIDGE = 1e-2
 
 
-# -- remember: the digit held --------------------------------------------------------------
 def remember_states(module: SequenceModule, batch: dict[str, torch.Tensor]) -> dict:
     """The final state (the features the readout sees) of every sequence in ``batch``
     (``x``, ``lengths``, ``y`` = the digit at index K), projected onto its first two
