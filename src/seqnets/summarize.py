@@ -16,7 +16,8 @@ import yaml
 
 from seqnets import records
 from seqnets.errors import ConfigError
-from seqnets.models.backbone import describe_model
+from seqnets.reportkit.document import table as markdown_table
+from seqnets.reportkit.stats import model_name
 from seqnets.tasks import task_of
 
 LENGTHS = (20, 50, 100)
@@ -91,14 +92,9 @@ def describe(run: dict[str, Any]) -> dict[str, Any]:
     """The columns of one run: what it was, its status, and what it scored (a run that did
     not complete shows why instead of scores)."""
     cfg = run["config"] or {}
-    model = cfg.get("model")
     row: dict[str, Any] = {
         "task": cfg.get("task", {}).get("name", "?"),
-        "model": describe_model(
-            model["cell"], model["hidden"], model["num_layers"], model["bidirectional"]
-        )
-        if model
-        else "?",
+        "model": model_name(cfg),
         "setting": setting(run) if cfg else "",
         "seed": cfg.get("seed", "?"),
         "status": run["status"],
@@ -135,9 +131,7 @@ def fmt(value: Any, key: str = "") -> str:
 def table(rows: list[dict[str, Any]]) -> str:
     """Rows as a Markdown table (columns: the union, in first-seen order)."""
     columns = list(dict.fromkeys(k for row in rows for k in row))
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(fmt(row.get(c, ""), c) for c in columns) + " |" for row in rows]
-    return "\n".join(lines)
+    return markdown_table(columns, [[fmt(row.get(c, ""), c) for c in columns] for row in rows])
 
 
 def by_seed(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
