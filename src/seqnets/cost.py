@@ -1,13 +1,8 @@
-"""What a run or an evaluation will cost, estimated before it starts.
-
-A length study to 100,000 steps, or a thousand epochs, is a valid request that takes hours:
-worth one line before it starts rather than a silent wait. The estimate times the configured
-network on this machine (a forward, and a forward and backward, on a small batch of
-sequences) and scales by the planned work: batches x longest training sequence x epochs, and
-the length study's sequences x their lengths. It is a rough upper bound (it leaves out
-validation and start-up, and assumes every training batch at the longest length), good to a
-factor of a few; the budget it is checked against (``budget_minutes``) is meant as an order
-of magnitude, never as a prompt (sweeps and CI have no terminal).
+"""What a run or an evaluation will cost, estimated before it starts: a length study to
+100,000 steps is a valid request that takes hours, worth one line before it starts rather
+than a silent wait. The configured network is timed on this machine on a small batch and
+scaled by the planned work; a rough upper bound, good to a factor of a few, checked against
+``budget_minutes`` (an order of magnitude, never a prompt: sweeps and CI have no terminal).
 """
 
 from __future__ import annotations

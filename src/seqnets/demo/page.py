@@ -1,15 +1,7 @@
 """The demo's page: one tab per task, built with Gradio's Blocks from what each task declares
-(``Task.demo_tab``: a canvas, a text box or a box for numbers; whether its answers come with
-the input as read and with probabilities). The page names no task.
-
-Every handler turns a refused input into the same one line ``predict`` prints, shown where
-the answer goes, and clears the old answer, so the page never shows a traceback and stays
-usable; the answers themselves come from the tasks (:mod:`seqnets.demo.answers`).
-
-A drawing is answered as it is drawn: the canvas (a small component of its own, ``gr.HTML``
-with a 2D canvas) is ready for a stroke when the page opens and sends the drawing with the
-event, during the stroke and on release, so no button is needed and nothing is uploaded
-first.
+(``Task.demo_tab``); the page names no task. Every handler shows a refused input as the one
+line ``predict`` prints, where the answer goes, so the page never shows a traceback. A
+drawing is answered as it is drawn (see ``THROTTLE_MS``): no button, nothing uploaded first.
 """
 
 from __future__ import annotations

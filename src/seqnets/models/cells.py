@@ -90,16 +90,10 @@ class LSTM(PyTorchCell, nn.LSTM):
     def replay(
         self, x: torch.Tensor, lengths: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-step hidden and cell states of the top layer over ``x`` (batch, steps,
-        features), ``lengths`` marking ragged sequences: two tensors of shape (batch, steps,
-        hidden * directions), forward direction first and zero past each sequence's end, as
-        the backbone's packed LSTM lays out its outputs.
-
-        ``nn.LSTM`` returns the cell state only after the last step, and the cell state is
-        where an LSTM may keep e.g. a carry, so the LSTM equations are replayed here from the
-        module's own weights (PyTorch's gate order i, f, g, o), layer by layer and direction
-        by direction. Inter-layer dropout is not applied: this is an eval-mode analysis.
-        """
+        """Per-step hidden and cell states of the top layer, laid out as the backbone's
+        outputs. ``nn.LSTM`` returns the cell state only after the last step, and the cell
+        state is where an LSTM may keep e.g. a carry, so the equations are replayed here from
+        the module's own weights (no inter-layer dropout: an eval-mode analysis)."""
         if self.proj_size:
             raise ValueError("LSTM.states does not handle LSTMs with proj_size > 0")
         if not self.batch_first:
@@ -159,14 +153,9 @@ class MinGRU(nn.Module, Cell):
 
         z_t = sigmoid(W_z x_t + b_z),  h~_t = W_h x_t + b_h,  h_t = (1 - z_t) * h_{t-1} + z_t * h~_t
 
-    computed here in its sequential form (a loop over steps). Layer ``l`` reads layer
-    ``l - 1``'s outputs (dropout between layers in training); bidirectional layers read the
-    reversed sequence from a zero state at each sequence's own last real step. The outputs
-    are the states, so :meth:`states` returns ``{}``.
-
-    Parameters, per layer and direction (``_reverse`` for the backward one):
-    ``weight_ih_l{k}`` (2 * hidden, inputs) and ``bias_ih_l{k}`` (2 * hidden), the z and h~
-    blocks stacked in that order (``gates = 2``). There are no recurrent weights.
+    computed here in its sequential form (a loop over steps). Parameters per layer and
+    direction: ``weight_ih_l{k}`` and ``bias_ih_l{k}`` (``_reverse`` for the backward one),
+    the z and h~ blocks stacked (``gates = 2``); no recurrent weights.
     """
 
     gates = 2
