@@ -172,12 +172,14 @@ class Task:
         return "test/" + str(self.config.get("monitor", "val/loss")).split("/", 1)[1]
 
     def demo_rank(self, record: Mapping[str, Any]) -> tuple[float, ...]:
-        """Higher is better: the run's ``demo_score`` (negated where the task minimises it);
-        a run without one ranks last."""
-        value = (record.get("test") or {}).get(self.demo_score())
+        """Higher is better: the run's ``demo_score`` (negated where the task minimises it,
+        an accuracy never); a run without one ranks last."""
+        score = self.demo_score()
+        value = (record.get("test") or {}).get(score)
         if value is None:
             return (float("-inf"),)
-        return (float(value) if self.config.get("monitor_mode", "min") == "max" else -value,)
+        higher = score.endswith("acc") or self.config.get("monitor_mode", "min") == "max"
+        return (float(value) if higher else -value,)
 
     def demo_state(
         self, module: SequenceModule, datamodule: TensorDataModule, record: Mapping[str, Any]

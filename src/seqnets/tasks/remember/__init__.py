@@ -64,10 +64,6 @@ class Remember(Task):
     def demo_score(self) -> str:
         return "test/acc"
 
-    def demo_rank(self, record: Any) -> tuple[float, ...]:
-        acc = (record.get("test") or {}).get("test/acc")
-        return (-1.0 if acc is None else acc,)
-
 
 # -- a user's own digit lists ------------------------------------------------------------------
 def parse_sequences(value: Any, k: int) -> list[Any]:
