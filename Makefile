@@ -63,19 +63,20 @@ wheel-smoke: wheel
 	rm -rf $$smoke; echo "wheel-smoke: the installed wheel trained a run"
 
 lint: venv
-	$(VENV)/bin/ruff check src tests
-	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/lint-imports --no-cache
 
 format: venv
-	$(VENV)/bin/ruff check --fix src tests
-	$(VENV)/bin/ruff format src tests
+	$(VENV)/bin/ruff check --fix src tests benchmarks
+	$(VENV)/bin/ruff format src tests benchmarks
 
 tensorboard: venv
 	$(VENV)/bin/tensorboard --logdir outputs
 
 ## training throughput: seqnets against the reports' loop and a bare loop (outputs/bench/)
 bench: venv
-	$(PY) -m seqnets.bench $(ARGS)
+	$(PY) benchmarks/bench.py $(ARGS)
 
 ## report sections: each runs (or reuses) its section's runs and writes a report holding it
 mnist: venv
@@ -103,7 +104,7 @@ demo: venv
 ## how fast the demo answers: in headless Chromium, through its API and in process (the
 ## README's "How fast"; outputs/bench/); e.g. ARGS="ckpt_path=outputs/runs/<run> repeats=5"
 demo-bench: venv
-	$(PY) -m seqnets.demo.timing $(ARGS)
+	$(PY) benchmarks/demo_timing.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info build dist

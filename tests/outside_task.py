@@ -54,7 +54,7 @@ class ParityDataModule(SyntheticDataModule):
 class Parity(Task):
     name = "parity"
     title = "Parity of a bit string"
-    knobs = ("max_len",)
+    setting_keys = ("max_len",)
 
     def predict(self, module: Any, datamodule: Any, value: Any) -> dict[str, Any]:
         rows = []

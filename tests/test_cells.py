@@ -1,15 +1,13 @@
-"""The cell contract (seqnets.models.cells.Cell), checked for every registered cell."""
-
-import subprocess
-import sys
-import textwrap
+"""The cell contract (seqnets.models.cells.Cell), checked for every registered cell and for
+a cell written outside the package, with the public test (seqnets.testing.check_cell)."""
 
 import pytest
 import torch
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from seqnets.models.backbone import _extrapolated_count, parameter_count
-from seqnets.models.cells import CELLS, LSTM, Cell
+from seqnets.errors import ConfigError
+from seqnets.models.cells import CELLS, LSTM, Cell, cell_class, check_cell_class
+from seqnets.testing import CHECKS, check_cell
 
 INPUT, HIDDEN = 3, 4
 LENGTHS = torch.tensor([6, 2, 4])
@@ -33,139 +31,53 @@ def h_n_of(state) -> torch.Tensor:
     return state[0] if isinstance(state, tuple) else state
 
 
+@pytest.mark.parametrize("check", list(CHECKS))
 @pytest.mark.parametrize("name", list(CELLS))
-def test_is_a_cell_module(name):
-    assert issubclass(CELLS[name], Cell) and issubclass(CELLS[name], torch.nn.Module)
-    assert CELLS[name].gates >= 1
+def test_the_contract(name, check):
+    """The public contract test (``seqnets.testing``) on every built-in cell, check by check."""
+    CHECKS[check](CELLS[name])
 
 
-@pytest.mark.parametrize("name", list(CELLS))
-@pytest.mark.parametrize("bidirectional", [False, True])
-@pytest.mark.parametrize("num_layers", [1, 2])
-def test_shapes(name, bidirectional, num_layers):
-    cell = build(name, num_layers, bidirectional)
-    directions = 2 if bidirectional else 1
-    output, state = cell(torch.randn(3, 6, INPUT))
-    assert output.shape == (3, 6, HIDDEN * directions)
-    assert h_n_of(state).shape == (num_layers * directions, 3, HIDDEN)
-    # The top layer's forward h_n is its output at the last step, the backward one's at the first.
-    torch.testing.assert_close(h_n_of(state)[-directions], output[:, -1, :HIDDEN])
-    if bidirectional:
-        torch.testing.assert_close(h_n_of(state)[-1], output[:, 0, HIDDEN:])
+def test_a_cell_written_outside_the_package():
+    """tests/outside_cell.py's IndRNN, named by import path, passes the same contract."""
+    check_cell("tests.outside_cell.IndRNN")
+    assert cell_class("tests.outside_cell.IndRNN").__name__ == "IndRNN"
 
 
-@pytest.mark.parametrize("name", list(CELLS))
-@pytest.mark.parametrize("bidirectional", [False, True])
-@pytest.mark.parametrize("num_layers", [1, 2])
-def test_packed_input_equals_each_sequence_alone(name, bidirectional, num_layers):
-    cell = build(name, num_layers, bidirectional).eval()
-    x = ragged_batch()
-    packed = pack_padded_sequence(x, LENGTHS, batch_first=True, enforce_sorted=False)
-    output, state = cell(packed)
-    assert isinstance(output, PackedSequence)
-    assert torch.equal(output.batch_sizes, packed.batch_sizes)
-    assert torch.equal(output.sorted_indices, packed.sorted_indices)
-    assert torch.equal(output.unsorted_indices, packed.unsorted_indices)
-    padded, lengths = pad_packed_sequence(output, batch_first=True, total_length=6)
-    assert torch.equal(lengths, LENGTHS)
-    h_n = h_n_of(state)
-    for i, n in enumerate(LENGTHS.tolist()):
-        alone, alone_state = cell(x[i : i + 1, :n])
-        torch.testing.assert_close(padded[i, :n], alone[0])
-        torch.testing.assert_close(h_n[:, i], h_n_of(alone_state)[:, 0])
-        assert torch.all(padded[i, n:] == 0)  # zero past each sequence's end
+def test_a_class_that_is_no_cell_gets_one_line():
+    with pytest.raises(
+        ConfigError, match=r"model.cell='nowhere.Cell' cannot be imported .*PYTHONPATH"
+    ):
+        cell_class("nowhere.Cell")
+    with pytest.raises(ConfigError, match=r"model.cell='torch.nn.Linear' is not a cell"):
+        cell_class("torch.nn.Linear")
+    with pytest.raises(ConfigError, match=r"model.cell='parrot' is not allowed: choose one of"):
+        cell_class("parrot")
+
+    class Half(torch.nn.Module, Cell):
+        def __init__(self, input_size, hidden):
+            super().__init__()
+
+    with pytest.raises(ConfigError, match=r"does not define init_weights"):
+        check_cell_class(Half)
+    Half.init_weights = lambda self, forget_bias, orthogonal: None
+    Half.__abstractmethods__ = frozenset()
+    with pytest.raises(ConfigError, match=r"constructor must take .*lacks num_layers"):
+        check_cell_class(Half)
 
 
-@pytest.mark.parametrize("name", list(CELLS))
-def test_padding_never_reaches_a_state(name):
-    """Different padding values, same packed answer."""
-    cell = build(name, 2, True)
-    x = ragged_batch()
-    noisy = x.clone()
-    for i, n in enumerate(LENGTHS.tolist()):
-        noisy[i, n:] = 5.0
-    answers = []
-    for batch in (x, noisy):
-        packed = pack_padded_sequence(batch, LENGTHS, batch_first=True, enforce_sorted=False)
-        output, state = cell(packed)
-        answers.append((pad_packed_sequence(output, batch_first=True)[0], h_n_of(state)))
-    torch.testing.assert_close(answers[0], answers[1], rtol=0, atol=0)
+def test_check_cell_names_what_is_wrong():
+    """A cell that lets padding into its state fails check_cell with the check's name."""
 
+    class Leaky(LSTM):
+        def forward(self, input, hx=None):
+            if isinstance(input, PackedSequence):  # forgets to pack: reads the padding
+                x, _ = pad_packed_sequence(input, batch_first=True)
+                return super().forward(x, hx)
+            return super().forward(input, hx)
 
-@pytest.mark.parametrize("name", list(CELLS))
-@pytest.mark.parametrize("bidirectional", [False, True])
-def test_parameter_count_is_the_built_modules(name, bidirectional):
-    cell = build(name, 2, bidirectional)
-    real = sum(p.numel() for p in cell.parameters())
-    assert parameter_count(INPUT, name, HIDDEN, 2, bidirectional) == real
-
-
-@pytest.mark.parametrize("name", list(CELLS))
-def test_parameter_count_of_a_huge_cell(name):
-    """Counted on the meta device (or, past PyTorch's size arithmetic, from small builds):
-    10^18 parameters, which no machine could allocate."""
-    count = parameter_count(28, name, 1_000_000_000, 2, True)
-    assert count > 10**18
-    # The path past PyTorch's size arithmetic gives the built module's count where both work.
-    for size in (1, 7, 50):
-        assert _extrapolated_count(28, name, size, 2, True) == sum(
-            p.numel() for p in CELLS[name](28, size, num_layers=2, bidirectional=True).parameters()
-        )
-
-
-def test_counting_a_huge_cell_allocates_nothing():
-    """The count is read from shapes alone: the peak memory of a process of its own does not
-    grow while it counts every cell at a billion hidden units (its time would depend on the
-    machine; its memory does not). A warm-up count first, so that what PyTorch sets up once
-    is not counted."""
-    code = textwrap.dedent(
-        """
-        import resource
-        from seqnets.models.backbone import parameter_count
-        from seqnets.models.cells import CELLS
-        for name in CELLS:
-            parameter_count(28, name, 8, 2, True)
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        for name in CELLS:
-            parameter_count(28, name, 1_000_000_000, 2, True)
-        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
-        """
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert int(done.stdout) < 50_000, f"the peak grew by {int(done.stdout) / 1024:.0f} MiB"
-
-
-@pytest.mark.parametrize("name", list(CELLS))
-def test_init_weights_runs_and_is_deterministic(name):
-    a, b = build(name, 2, True), build(name, 2, True)
-    for (key, p), q in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
-        assert torch.equal(p, q), key
-    a.init_weights(forget_bias=0.0, orthogonal=False)  # the other settings run too
-    assert all(torch.isfinite(p).all() for p in a.parameters())
-
-
-@pytest.mark.parametrize("name", list(CELLS))
-def test_backward(name):
-    cell = build(name, 2, True, dropout=0.1).train()
-    packed = pack_padded_sequence(ragged_batch(), LENGTHS, batch_first=True, enforce_sorted=False)
-    output, state = cell(packed)
-    (pad_packed_sequence(output, batch_first=True)[0].sum() + h_n_of(state).sum()).backward()
-    for key, p in cell.named_parameters():
-        assert p.grad is not None and torch.isfinite(p.grad).all(), key
-
-
-@pytest.mark.parametrize("name", list(CELLS))
-def test_states_are_laid_out_as_outputs(name):
-    cell = build(name, 2, True).eval()
-    x = ragged_batch()
-    with torch.no_grad():
-        states = cell.states(x, LENGTHS)
-    for value in states.values():
-        assert value.shape == (3, 6, 2 * HIDDEN)
-        for i, n in enumerate(LENGTHS.tolist()):
-            assert torch.all(value[i, n:] == 0)
-    assert tuple(states) == type(cell).extra_states
+    with pytest.raises(AssertionError, match=r"fails the cell contract \(packed_input\)"):
+        check_cell(Leaky)
 
 
 # -- LSTM: the replayed equations ----------------------------------------------------------

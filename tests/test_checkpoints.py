@@ -282,6 +282,18 @@ def test_foreign_target_refused(tmp_path, trained, capsys):
     check_targets({"optimizer": {"_target_": "torch.optim.AdamW"}})  # allowed
 
 
+def test_a_cell_by_import_path_is_a_target(monkeypatch):
+    """``model.cell=mycells.IndRNN`` is imported and built when a checkpoint is rebuilt, so it
+    is refused unless trusted, as a task's ``_target_`` is; built-in names need no trust."""
+    backbone = "seqnets.models.backbone.RecurrentBackbone"
+    check_targets({"model": {"_target_": backbone, "cell": "lstm"}})
+    check_targets({"model": {"_target_": backbone, "cell": "seqnets.models.cells.GRU"}})
+    with pytest.raises(CheckpointError, match=r"'mycells.IndRNN' at model.cell.*=mycells\."):
+        check_targets({"model": {"_target_": backbone, "cell": "mycells.IndRNN"}})
+    monkeypatch.setenv("SEQNETS_TRUSTED_TARGETS", "mycells.")
+    check_targets({"model": {"_target_": backbone, "cell": "mycells.IndRNN"}})
+
+
 @pytest.mark.slow
 @needs_mnist
 def test_predict_own_images(tmp_path, capsys):

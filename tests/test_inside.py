@@ -13,11 +13,11 @@ from matplotlib.image import imread
 from seqnets.data.binary_add import BinaryAddDataModule, carries, make_binary_add_batch
 from seqnets.data.mnist import MNISTDataModule
 from seqnets.data.remember import RememberDataModule
-from seqnets.inside import analyse
 from seqnets.models.backbone import RecurrentBackbone
 from seqnets.models.module import SequenceModule
 from seqnets.models.objectives import BitSequence, Classification
 from seqnets.scoring import predict_batch
+from seqnets.tasks.analysis import analyse
 from seqnets.tasks.binary_add import carry_correlation, carry_states, carry_trace, unit_labels
 from seqnets.tasks.mnist import row_by_row
 from seqnets.tasks.remember import hold_accuracy, remember_states

@@ -287,7 +287,7 @@ def lightning_log(caplog):
 def test_max_time_stops_the_run(fit):
     run = fit(*epochs(1000), "trainer.limit_val_batches=1", "++trainer.max_time=00:00:00:01")
     assert run.metrics["status"] == "completed"
-    assert "time limit (trainer.max_time)" in run.metrics["stopped_by"]
+    assert "time limit (trainer.max_time=00:00:00:01)" in run.metrics["stopped_by"]
     assert 1 <= run.metrics["epochs_trained"] < 1000
     assert run.metrics["test"]  # a run stopped by its time limit is tested like any other
 

@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from seqnets.report import stats as report_stats
+from seqnets import CONFIG_MODULE
 from seqnets.report.plan import Planned, experiments_of
 from seqnets.report.render import render_all
+from seqnets.reportkit import stats as report_stats
 from seqnets.tasks.base import Task
 from seqnets.tasks.mnist import report as mnist_report
 from tests.conftest import CONF, DATA_DIR, WAIT_S, needs_mnist
@@ -319,7 +320,7 @@ class Adding(Task):
 
     name = "adding"
     title = "Adding two marked numbers"
-    knobs = ("max_len",)
+    setting_keys = ("max_len",)
 
 
 def adding_run(seed: int, hidden: int, acc: float) -> dict:
@@ -343,7 +344,7 @@ def adding_run(seed: int, hidden: int, acc: float) -> dict:
 
 def test_a_task_without_its_own_report_gets_the_generic_section(tmp_path):
     plan = [
-        Planned("adding", f"adding/h{h}", s, f"id{h}{s}", 0.0, run=adding_run(s, h, acc + s / 100))
+        Planned("adding", f"adding/h{h}", s, f"id{h}{s}", run=adding_run(s, h, acc + s / 100))
         for h, acc in ((4, 0.5), (8, 0.9))
         for s in (0, 1)
     ]
@@ -371,11 +372,38 @@ def test_a_task_without_its_own_report_gets_the_generic_section(tmp_path):
 
 
 def test_a_section_without_an_experiments_entry_takes_every_experiment_config():
+    from hydra import initialize_config_module
     from omegaconf import OmegaConf
 
     cfg = OmegaConf.create({"experiments": {"mnist": ["mnist/lstm_128"]}})
-    assert experiments_of(cfg, "mnist") == ["mnist/lstm_128"]
-    found = experiments_of(cfg, "remember")
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+        assert experiments_of(cfg, "mnist") == ["mnist/lstm_128"]
+        found = experiments_of(cfg, "remember")
+        assert experiments_of(cfg, "no_such_task") == []
     files = sorted((CONF / "experiment" / "remember").glob("*.yaml"))
     assert found == [f"remember/{f.stem}" for f in files] and "remember/lstm_h10" in found
-    assert experiments_of(cfg, "no_such_task") == []
+
+
+def test_sections_come_from_every_folder_of_the_search_path(tmp_path, capsys):
+    """A user's experiment folder on ``hydra.searchpath`` is a section; a section with no
+    experiment configs says where to write them."""
+    from tests.conftest import ROOT, cli_in_process
+
+    user = tmp_path / "conf"
+    (user / "experiment" / "parity").mkdir(parents=True)
+    (user / "experiment" / "parity" / "gru_h8.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /task: parity\n  - override /model: gru\n"
+    )
+    search = f"hydra.searchpath=[file://{user},file://{ROOT / 'tests' / 'conf'}]"
+    common = (search, "train=false", f"runs_dir={tmp_path / 'outputs'}", "seeds=[0]")
+    code, err = cli_in_process(
+        "sections=[parens]", *common, cwd=tmp_path, capsys=capsys, module="seqnets.report.__main__"
+    )
+    assert code == 2 and "no experiment configs for parens" in err
+    assert "parity" in err.split("choose from")[1] and "experiment/parens/<run>.yaml" in err
+    code, err = cli_in_process(
+        "sections=[parity]", *common, cwd=tmp_path, capsys=capsys, module="seqnets.report.__main__"
+    )
+    assert code == 0, err
+    text = (tmp_path / "outputs" / "report" / "latest" / "report.md").read_text()
+    assert "## 1. Parity of a bit string" in text and "experiment=parity/gru_h8" in text

@@ -1,4 +1,4 @@
-"""Sweeps that resume and builds that share ``outputs/`` (``seqnets.runs``): a sweep killed
+"""Sweeps that resume and builds that share ``outputs/`` (``seqnets.reuse``): a sweep killed
 with SIGKILL and re-run with the same command reuses what finished, resumes the killed job
 from its checkpoint (same final metrics as never stopped) and trains the rest; two reports
 started at once train each run once; claims of dead processes are taken over."""
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from seqnets import records, runs
+from seqnets import claims, records, reuse
 from tests import gate
 from tests.conftest import DATA_DIR, Running, load_metrics, run_cli, user_code_env
 
@@ -116,10 +116,10 @@ def test_two_reports_at_once_train_each_run_once(tmp_path):
     ]
     logs = [p.communicate(timeout=600)[0] for p in both]
     assert [p.returncode for p in both] == [0, 0], logs
-    found = [d for root in runs.roots(tmp_path / "outputs") for d in records.run_dirs(root)]
+    found = [d for root in reuse.roots(tmp_path / "outputs") for d in records.run_dirs(root)]
     jobs = [records.read_run(d, follow=False) for d in found]
     trained = [j for j in jobs if j["status"] != "reused" and j.get("config")]
-    identities = [runs.identity(j["config"]) for j in trained]
+    identities = [reuse.identity(j["config"]) for j in trained]
     assert len(trained) == len(set(identities)) == 3  # each planned run trained exactly once
     assert all(j["status"] == "completed" for j in trained)
     results = []
@@ -132,9 +132,9 @@ def test_two_reports_at_once_train_each_run_once(tmp_path):
     assert used == {Path(j["dir"]).resolve() for j in trained}
 
 
-def claim(tmp_path: Path, **settings: float) -> runs.Claim:
+def claim(tmp_path: Path, **settings: float) -> claims.Claim:
     config = OmegaConf.create({"heartbeat_s": 60, "stale_after_s": 600} | settings)
-    return runs.Claim(tmp_path / "claims", "abc", tmp_path / "run", config)
+    return claims.Claim(tmp_path / "claims", "abc", tmp_path / "run", config)
 
 
 def test_claims_live_dead_and_other_hosts(tmp_path):
@@ -166,3 +166,14 @@ def test_claims_live_dead_and_other_hosts(tmp_path):
         assert claim(tmp_path, stale_after_s=600).take() is None
     finally:
         sleeper.kill()
+
+
+def test_a_moved_callback_keeps_a_runs_identity():
+    """A run stored before a class moved (its config names the old ``_target_``) is the same
+    run as one planned today: the report reuses it, a sweep resumes it."""
+    old = {"seed": 0, "callbacks": {"analysis": {"_target_": "seqnets.callbacks.TestAnalysis"}}}
+    new = {
+        "seed": 0,
+        "callbacks": {"analysis": {"_target_": "seqnets.tasks.analysis.TestAnalysis"}},
+    }
+    assert reuse.identity(old) == reuse.identity(new)

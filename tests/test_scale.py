@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -82,11 +83,12 @@ def test_slurm_launcher_config_composes(tmp_path):
 
 
 def bench(tmp_path, *args: str, workload: str = "mnist", gen: str = "0") -> dict:
-    """``python -m seqnets.bench`` on one workload with tiny budgets; its ``bench.json``."""
+    """``python benchmarks/bench.py`` on one workload with tiny budgets; its ``bench.json``."""
     import subprocess
 
     out = tmp_path / "bench"
-    command = [sys.executable, "-m", "seqnets.bench", "--workloads", workload, "--steps", "2"]
+    bench_py = str(Path(__file__).resolve().parents[1] / "benchmarks" / "bench.py")
+    command = [sys.executable, bench_py, "--workloads", workload, "--steps", "2"]
     command += ["--rounds", "1", "--gen-seconds", gen, "--data-dir", str(DATA_DIR)]
     subprocess.run(
         [*command, "--out", str(out), *args], check=True, cwd=tmp_path, capture_output=True

@@ -15,18 +15,9 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
-from torchmetrics.functional.classification import (
-    multiclass_confusion_matrix,
-    multiclass_f1_score,
-    multiclass_precision,
-    multiclass_recall,
-)
 
-from seqnets import plots, signals
+from seqnets import signals
 from seqnets.errors import RunDiverged
-from seqnets.inside import analyse
-from seqnets.models.objectives import Classification
-from seqnets.scoring import accuracy_by_length, predict_batch
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +27,7 @@ def first_of_type(items: list, kind: type) -> Any | None:
     return next((item for item in items if isinstance(item, kind)), None)
 
 
-def _tensorboard(trainer: L.Trainer) -> Any | None:
+def tensorboard_writer(trainer: L.Trainer) -> Any | None:
     """The SummaryWriter of the run's TensorBoard logger, if it has one."""
     logger = first_of_type(trainer.loggers, TensorBoardLogger)
     return logger.experiment if logger is not None else None
@@ -269,121 +260,9 @@ class InterruptCheckpoint(OnExceptionCheckpoint):
         self._previous = {}
 
 
-class TestAnalysis(L.Callback):
-    """After testing: fixed sample predictions, the classification report and confusion
-    matrix (classification tasks), and accuracy against sequence length (tasks that can make
-    sequences of any length). Results go to ``self.results``, TensorBoard and ``figures/``."""
+class Analysis(L.Callback):
+    """A callback that leaves numbers for the run's ``metrics.json`` in ``results``: ``train``
+    reads them without knowing what computed them. The test analysis asks the run's task
+    what to measure, so it lives above, with the tasks (``seqnets.tasks.analysis``)."""
 
-    def __init__(self, figures_dir: str = "figures", inside: bool = True) -> None:
-        self.figures_dir = figures_dir
-        # "Inside the networks": what the trained network keeps in its state (seqnets.inside).
-        self.inside = inside
-        self.results: dict[str, Any] = {}
-
-    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.is_global_zero:  # every rank holds the gathered predictions
-            return
-        dm = trainer.datamodule
-        out = Path(trainer.default_root_dir) / self.figures_dir
-        out.mkdir(parents=True, exist_ok=True)
-        writer = _tensorboard(trainer)
-        figures: dict[str, Any] = {}
-        self.results = {}
-
-        batch = dm.sample_batch()
-        preds = predict_batch(pl_module, dm, batch)
-        self.results["samples"] = samples = dm.describe(batch, preds)
-        for row in samples:
-            log.info("sample: %s", row.get("text", row))
-        if writer is not None:
-            writer.add_text("test/samples", "\n\n".join(str(r.get("text", r)) for r in samples))
-        sample_figure = dm.sample_figure(batch, preds)
-        if sample_figure is not None:
-            figures["samples"] = sample_figure
-
-        outputs = getattr(pl_module, "test_outputs", {})
-        if isinstance(pl_module.objective, Classification) and outputs:
-            self.results.update(self._classification(outputs, pl_module.objective.num_classes))
-            figures["confusion_matrix"] = plots.confusion_matrix(
-                torch.tensor(self.results["confusion_matrix"]),
-                f"{dm.name}, {pl_module.backbone.describe()}: test confusion matrix",
-            )
-            self.results["confused_pairs"] = pairs = confused_pairs(outputs)
-            errors_figure = dm.errors_figure(pairs)
-            if errors_figure is not None:
-                figures["confused_pairs"] = errors_figure
-
-        if hasattr(dm, "eval_lengths"):
-            rows = accuracy_by_length(pl_module, dm)
-            self.results["by_length"] = rows
-            trained = (getattr(dm, "min_len", None), getattr(dm, "max_len", None))
-            figures["accuracy_vs_length"] = plots.length_curve(
-                rows,
-                f"{dm.name}, {pl_module.backbone.describe()}: scores against length",
-                trained if None not in trained else None,
-            )
-            if writer is not None:
-                for row in rows:
-                    for metric, value in row.items():
-                        if metric not in ("length", "samples"):
-                            writer.add_scalar(f"length/{metric}", value, global_step=row["length"])
-
-        if self.inside:
-            numbers, inside_figures = analyse(pl_module, dm)
-            self.results["inside"] = numbers
-            figures |= {f"inside_{name}": fig for name, fig in inside_figures.items()}
-
-        for name, fig in figures.items():
-            fig.savefig(out / f"{name}.png", dpi=120)
-            if writer is not None:
-                writer.add_figure(f"test/{name}", fig, global_step=trainer.global_step)
-        if writer is not None:
-            writer.flush()
-
-    @staticmethod
-    def _classification(outputs: dict[str, torch.Tensor], num_classes: int) -> dict[str, Any]:
-        """Confusion matrix and a per-class precision/recall/F1/support report."""
-        preds, target = outputs["preds"], outputs["targets"]
-        args = {"preds": preds, "target": target, "num_classes": num_classes}
-        per_class = {
-            "precision": multiclass_precision(**args, average=None),
-            "recall": multiclass_recall(**args, average=None),
-            "f1": multiclass_f1_score(**args, average=None),
-        }
-        support = torch.bincount(target, minlength=num_classes)
-        report: dict[str, Any] = {
-            str(c): {k: float(v[c]) for k, v in per_class.items()} | {"support": int(support[c])}
-            for c in range(num_classes)
-        }
-        report["accuracy"] = float((preds == target).float().mean())
-        for average in ("macro", "weighted"):
-            report[f"{average} avg"] = {
-                "precision": float(multiclass_precision(**args, average=average)),
-                "recall": float(multiclass_recall(**args, average=average)),
-                "f1": float(multiclass_f1_score(**args, average=average)),
-                "support": int(support.sum()),
-            }
-        return {
-            "confusion_matrix": multiclass_confusion_matrix(**args).tolist(),
-            "classification_report": report,
-        }
-
-
-def confused_pairs(
-    outputs: dict[str, torch.Tensor], top: int = 3, examples: int = 8
-) -> list[dict[str, Any]]:
-    """The ``top`` most frequent (true, predicted) mistakes, each with the test-set positions
-    of its first ``examples`` cases, so a report can show the images themselves."""
-    preds, targets, index = outputs["preds"], outputs["targets"], outputs["index"]
-    wrong = preds != targets
-    pairs: dict[tuple[int, int], list[int]] = {}
-    mistakes = zip(
-        targets[wrong].tolist(), preds[wrong].tolist(), index[wrong].tolist(), strict=True
-    )
-    for t, p, i in mistakes:
-        pairs.setdefault((t, p), []).append(i)
-    ranked = sorted(pairs.items(), key=lambda item: (-len(item[1]), item[0]))[:top]
-    return [
-        {"true": t, "pred": p, "count": len(found), "test_indices": found[:examples]}
-        for (t, p), found in ranked
-    ]
+    results: dict[str, Any]

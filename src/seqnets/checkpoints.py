@@ -89,18 +89,24 @@ def allowed_targets() -> tuple[str, ...]:
 
 
 def check_targets(config: Any, where: str = "") -> None:
-    """Refuse a config that names any ``_target_`` outside ``allowed_targets()``: rebuilding
-    a checkpoint imports and calls what its config names."""
+    """Refuse a config that names any ``_target_`` (or a model's ``cell`` by import path)
+    outside ``allowed_targets()``: rebuilding a checkpoint imports and calls what its config
+    names."""
     if isinstance(config, dict):
-        target = config.get("_target_")
         allowed = allowed_targets()
-        if target is not None and not str(target).startswith(allowed):
-            module = str(target).rsplit(".", 1)[0]
-            raise CheckpointError(
-                f"its config names the target {target!r} at {where or 'the top'}; only targets "
-                f"under {', '.join(allowed)} are rebuilt from a checkpoint (if you trust "
-                f"{module}, say so: {TRUSTED_ENV}={module}.)"
-            )
+        # A model's cell named by import path is imported and built as a _target_ is.
+        cell = config.get("cell") if "_target_" in config else None
+        for key, target in (("_target_", config.get("_target_")), ("cell", cell)):
+            if target is None or (key == "cell" and "." not in str(target)):
+                continue
+            if not str(target).startswith(allowed):
+                module = str(target).rsplit(".", 1)[0]
+                place = f"{where}.{key}" if where and key == "cell" else (where or "the top")
+                raise CheckpointError(
+                    f"its config names the target {target!r} at {place}; only targets "
+                    f"under {', '.join(allowed)} are rebuilt from a checkpoint (if you trust "
+                    f"{module}, say so: {TRUSTED_ENV}={module}.)"
+                )
         for key, value in config.items():
             check_targets(value, f"{where}.{key}" if where else str(key))
     elif isinstance(config, list):
@@ -172,7 +178,7 @@ def resume_config(cfg: DictConfig, overrides: list[str], finished_ok: bool = Fal
     from seqnets.checks import CONFIG_GROUPS
 
     file, checkpoint = load_checkpoint(cfg.ckpt_path, prefer="last")
-    stored = checkpoint["hyper_parameters"]["config"]
+    stored = records.current_targets(checkpoint["hyper_parameters"]["config"])
     old_paths = stored.get("paths", {})
     stored = records.reanchor(stored, old_paths.get("output_dir", ""), "${paths.output_dir}")
     stored = records.reanchor(stored, old_paths.get("data_dir", ""), "${paths.data_dir}")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import logging
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,12 +21,12 @@ from seqnets import configs
 from seqnets.cost import check_budget, run_minutes
 from seqnets.errors import (
     ConfigError,
-    check_bool,
     check_choice,
     check_int,
     check_real,
 )
-from seqnets.models.backbone import CELLS, parameter_count
+from seqnets.models.backbone import RecurrentBackbone
+from seqnets.models.module import SequenceModule
 
 # The config groups (conf/<group>/): choosing another option of one picks other parts.
 CONFIG_GROUPS = frozenset(
@@ -36,8 +35,6 @@ CONFIG_GROUPS = frozenset(
 log = logging.getLogger(__name__)
 
 SEED_LIMIT = 2**32  # numpy's and Lightning's seeds are 32-bit
-# Parameters, gradients and Adam's two moments, in float32.
-BYTES_PER_PARAMETER = 16
 # Training lengths beyond this take minutes per epoch on a CPU: worth a warning.
 LONG_TRAIN_LEN = 200
 
@@ -68,7 +65,7 @@ REFUSED_TRAINER_ARGS: dict[str, tuple[Any, str]] = {
     "barebones": (
         False,
         "barebones mode turns off the logging and checkpoints every run records its "
-        "metrics with (time raw training speed with python -m seqnets.bench)",
+        "metrics with (time raw training speed with make bench)",
     ),
     "model_registry": (
         None,
@@ -120,10 +117,10 @@ def check_config(cfg: DictConfig, overrides: Sequence[str] = (), multirun: bool 
     """
     check_additions(cfg, overrides)
     check_int("seed", cfg.seed, 0, SEED_LIMIT - 1)
-    check_real("l2", cfg.l2, 0.0)
     if cfg.get("threads") is not None:
         check_int("threads", cfg.threads, 1)
     _check_task(cfg.task)
+    SequenceModule.check_arguments(cfg.l2, cfg.task.gradient_clip, cfg.optimizer.lr)
     datamodule = build_checked(cfg.task.datamodule, "task.datamodule")
     objective = build_checked(cfg.task.objective, "task.objective")
     _check_model(cfg.model, datamodule.num_features)
@@ -183,8 +180,6 @@ def accepts(target: str, name: str) -> bool:
 def _check_task(task: DictConfig) -> None:
     check_real("task.lr", task.lr, 0.0, low_open=True)
     check_real("task.weight_decay", task.weight_decay, 0.0)
-    if task.gradient_clip is not None:
-        check_real("task.gradient_clip", task.gradient_clip, 0.0)
     check_int("task.max_epochs", task.max_epochs, 1)
     check_choice("task.monitor_mode", task.monitor_mode, ("min", "max"))
 
@@ -206,27 +201,17 @@ def build_checked(node: DictConfig, name: str) -> Any:
 
 
 def _check_model(model: DictConfig, input_size: int) -> None:
-    cell = check_choice("model.cell", model.cell, tuple(CELLS))
-    hidden = check_int("model.hidden", model.hidden, 1)
-    layers = check_int("model.num_layers", model.num_layers, 1)
-    bidirectional = check_bool("model.bidirectional", model.bidirectional)
-    check_real("model.dropout", model.dropout, 0.0, 1.0, high_open=True)
-    check_real("model.forget_bias", model.forget_bias)
-    check_bool("model.orthogonal", model.orthogonal)
-    params = parameter_count(input_size, cell, hidden, layers, bidirectional)
-    need = params * BYTES_PER_PARAMETER
-    have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    if need > have / 2:
-        raise ConfigError(
-            f"model.hidden={hidden} (x{layers} layers) is not allowed here: {params:,} "
-            f"parameters need about {need / 2**30:,.1f} GiB with their gradients and Adam's "
-            f"state, more than half of this machine's {have / 2**30:.0f} GiB"
-        )
+    """The backbone's own check (``RecurrentBackbone.check_arguments``), before anything is
+    built."""
+    arguments = {k: v for k, v in model.items() if not str(k).startswith("_")}
+    try:
+        RecurrentBackbone.check_arguments(input_size, **arguments)
+    except TypeError as error:  # an argument the backbone does not take
+        raise ConfigError(f"model: {error}") from None
 
 
 def _check_optimizer(cfg: DictConfig) -> None:
     optimizer = cfg.optimizer
-    check_real("optimizer.lr", optimizer.lr, 0.0, low_open=True)
     if "weight_decay" in optimizer:
         check_real("optimizer.weight_decay", optimizer.weight_decay, 0.0)
     scheduler = cfg.get("scheduler")

@@ -1,13 +1,8 @@
-"""What a run or an evaluation will cost, estimated before it starts.
-
-A length study to 100,000 steps, or a thousand epochs, is a valid request that takes hours:
-worth one line before it starts rather than a silent wait. The estimate times the configured
-network on this machine (a forward, and a forward and backward, on a small batch of
-sequences) and scales by the planned work: batches x longest training sequence x epochs, and
-the length study's sequences x their lengths. It is a rough upper bound (it leaves out
-validation and start-up, and assumes every training batch at the longest length), good to a
-factor of a few; the budget it is checked against (``budget_minutes``) is meant as an order
-of magnitude, never as a prompt (sweeps and CI have no terminal).
+"""What a run or an evaluation will cost, estimated before it starts: a length study to
+100,000 steps is a valid request that takes hours, worth one line before it starts rather
+than a silent wait. The configured network is timed on this machine on a small batch and
+scaled by the planned work; a rough upper bound, good to a factor of a few, checked against
+``budget_minutes`` (an order of magnitude, never a prompt: sweeps and CI have no terminal).
 """
 
 from __future__ import annotations
@@ -21,6 +16,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from seqnets.data.batching import limited_batches
 from seqnets.errors import ConfigError
 
 # The probe: batches of at most PROBE_BATCH sequences (per-sequence cost only falls with
@@ -64,19 +60,14 @@ def _timed(model_yaml: str, num_features: int, batch: int) -> tuple[float, float
         torch.set_num_threads(threads)
 
 
-def _limited(limit: Any, full: int) -> int:
-    """Lightning's reading of ``limit_train_batches``: a count, or a fraction of ``full``."""
-    if limit is None:
-        return full
-    return min(full, limit) if isinstance(limit, int) else int(full * limit)
-
-
 def run_minutes(cfg: DictConfig, datamodule: Any) -> tuple[float, float]:
-    """Estimated minutes of a run's training and of its test analysis's length study."""
+    """Estimated minutes of a run's training and of its test analysis's length study: the
+    run's budget check, its log line, and the report's job order and first estimate of the
+    time left."""
     _, trained = step_seconds(cfg.model, datamodule.num_features, datamodule.batch_size)
     scored, _ = step_seconds(cfg.model, datamodule.num_features, datamodule.eval_batch_size)
     batches, longest = datamodule.train_work()
-    batches = _limited(cfg.trainer.get("limit_train_batches"), batches)
+    batches = limited_batches(cfg.trainer.get("limit_train_batches"), batches)
     steps = batches * cfg.trainer.max_epochs
     if (cfg.trainer.get("max_steps") or -1) > 0:
         steps = min(steps, cfg.trainer.max_steps)

@@ -9,12 +9,21 @@ signal exits 128 + its number, as for any Unix command (130 for Ctrl-C, 143 for 
 from __future__ import annotations
 
 import math
+import sys
+from typing import NoReturn
 
 EXIT_FAILED, EXIT_USAGE = 1, 2  # a signal's stop: 128 + its number (seqnets.signals)
 
 
 class ConfigError(ValueError):
     """A value a user chose (config, file, directory) is not allowed; the message says why."""
+
+
+def exit_usage(*lines: str) -> NoReturn:
+    """End a command on a user's mistake: each line as ``seqnets: error: ...``, exit 2."""
+    for line in lines:
+        sys.stderr.write(f"seqnets: error: {line}\n")
+    sys.exit(EXIT_USAGE)
 
 
 class RunDiverged(RuntimeError):

@@ -1,15 +1,13 @@
 """Score a trained checkpoint: ``python -m seqnets.evaluate ckpt_path=<file or run dir>``.
 
-The checkpoint alone rebuilds its task and model (``seqnets.checkpoints``); the task's test set
-is scored by the same Trainer loop and test analysis as at the end of training, over lengths
-the user may choose for the synthetic tasks, and the results go to a new directory of their
-own under ``outputs/evaluate/``: ``metrics.json``, ``figures/`` and TensorBoard events.
+The checkpoint alone rebuilds its task and model; its test set is scored by the same loop and
+test analysis as at the end of training (over lengths the user may choose, for the synthetic
+tasks), into a new directory under ``outputs/evaluate/``.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,15 +19,15 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from seqnets import CONFIG_PATH, records
-from seqnets.callbacks import TestAnalysis
 from seqnets.checkpoints import load_checkpoint, rebuild
 from seqnets.cost import check_budget, step_seconds
 from seqnets.data.synthetic import check_length_range
-from seqnets.errors import EXIT_USAGE, ConfigError, check_int, check_real
-from seqnets.models.module import logged_scores
-from seqnets.runtime import environment, resolve_threads
+from seqnets.errors import ConfigError, check_int, check_real
+from seqnets.models.module import scored_record
+from seqnets.runtime import resolve_threads
 from seqnets.sweeps import cli
 from seqnets.tasks import task_of
+from seqnets.tasks.analysis import TestAnalysis
 
 log = logging.getLogger(__name__)
 
@@ -82,18 +80,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         enable_model_summary=False,
     )
     test = trainer.test(module, datamodule=datamodule, verbose=False)[0]
-    metrics: dict[str, Any] = {
+    metrics = {
         "status": records.COMPLETED,
         "checkpoint": str(file),
-        "task": config.task.name,
-        "cell": config.model.cell,
-        "hidden": config.model.hidden,
-        "seed": config.seed,
-        "test": logged_scores(test),
-        "num_parameters": sum(p.numel() for p in module.parameters()),
-        **analysis.results,
-        **environment(),
-        "config": OmegaConf.to_container(config),
+        **scored_record(module, test, OmegaConf.to_container(config), **analysis.results),
     }
     if user_style:
         n = check_int("user_style", user_style, 1, len(datamodule.splits["test"]["y"]))
@@ -104,16 +94,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="evaluate")
-@records.exits_on_write_fault
+@records.entry_point
 def main(cfg: DictConfig) -> None:
-    out = Path(cfg.paths.output_dir)
-    try:
-        metrics = evaluate(cfg)
-    except ConfigError as error:
-        records.discard_run_dir(out)
-        sys.stderr.write(f"seqnets: error: {error}\n")
-        sys.exit(EXIT_USAGE)
-    path = records.write_metrics(out, metrics)
+    metrics = evaluate(cfg)
+    path = records.write_metrics(cfg.paths.output_dir, metrics)
     log.info("test: %s", metrics["test"])
     log.info("metrics and figures in %s", path.parent)
 

@@ -1,12 +1,8 @@
 """A trained checkpoint on a user's own input: ``python -m seqnets.predict ckpt_path= input=``.
 
-What ``input`` is follows the checkpoint's task, whose ``Task.predict`` reads it (see
-``conf/predict.yaml`` and ``seqnets.tasks``): image files of handwritten digits, digit lists,
-numbers to add, a sequence of values and markers. Bad inputs never stop the others: each is
-listed with what is wrong, the rest get predictions, and the exit code says whether anything
-failed (0 none, 2 some).
-Everything goes to a new directory under ``outputs/predict/``: ``predictions.json``,
-``predictions.md`` and, for images, ``predictions.png``.
+The checkpoint's task reads ``input`` (``Task.predict``). Bad inputs never stop the others:
+each is listed with what is wrong, and the exit code says whether anything failed (0 none,
+2 some). Everything goes to a new directory under ``outputs/predict/``.
 """
 
 from __future__ import annotations
@@ -22,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from seqnets import CONFIG_PATH, records
 from seqnets.checkpoints import load_checkpoint, rebuild
-from seqnets.errors import EXIT_USAGE, ConfigError
+from seqnets.errors import EXIT_USAGE
 from seqnets.runtime import resolve_threads
 from seqnets.sweeps import cli
 from seqnets.tasks import Task, task_of
@@ -47,15 +43,10 @@ def predict(cfg: DictConfig) -> tuple[dict[str, Any], Any, Task]:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="predict")
-@records.exits_on_write_fault
+@records.entry_point
 def main(cfg: DictConfig) -> None:
     out = Path(cfg.paths.output_dir)
-    try:
-        result, figure, task = predict(cfg)
-    except ConfigError as error:
-        records.discard_run_dir(out)
-        sys.stderr.write(f"seqnets: error: {error}\n")
-        sys.exit(EXIT_USAGE)
+    result, figure, task = predict(cfg)
     records.write_metrics(out, result, name="predictions.json")
     text = task.markdown(result)
     (out / "predictions.md").write_text(text)

@@ -17,21 +17,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from seqnets.errors import EXIT_FAILED
+from seqnets.errors import EXIT_FAILED, ConfigError, exit_usage
 
 METRICS = "metrics.json"
-COMPLETED, DIVERGED, FAILED, INTERRUPTED, INVALID = (
-    "completed",
-    "diverged",
-    "failed",
-    "interrupted",
-    "invalid",
-)
+COMPLETED, DIVERGED, FAILED = "completed", "diverged", "failed"
+INTERRUPTED, INVALID = "interrupted", "invalid"
 # A run directory that never wrote its record: killed, or still running.
 UNFINISHED = "unfinished"
 # A record that cannot be read (truncated, not JSON, not an object): the run may have finished.
 UNREADABLE = "unreadable"
-# A sweep job that found its run already done (``seqnets.runs``): its record names that run.
+# A sweep job that found its run already done (``seqnets.reuse``): its record names that run.
 REUSED = "reused"
 # What a run writes into its directory; a failed run's directory is cleared of these only.
 RUN_ENTRIES = (
@@ -59,13 +54,30 @@ VOLATILE = (
     "steps_per_call",
     "loop",
     "ckpt_path",
-    "sweep",  # how a sweep finds, claims and resumes runs (seqnets.runs), not what they compute
+    "sweep",  # how a sweep finds, claims and resumes runs (seqnets.reuse), not what they compute
     "callbacks.progress_bar",
     "callbacks.lr_monitor",  # what TensorBoard shows of the learning rate
     "callbacks.timer",  # a Timer without a duration, in every run made before 0.2
     "trainer.enable_progress_bar",
     "trainer.enable_model_summary",
 )
+
+
+# Classes that moved, by the ``_target_`` older runs stored: their configs (identity,
+# resuming) read as if written today, so a move never makes a finished run look new.
+MOVED_TARGETS = {"seqnets.callbacks.TestAnalysis": "seqnets.tasks.analysis.TestAnalysis"}
+
+
+def current_targets(node: Any) -> Any:
+    """A stored config with every moved ``_target_`` (:data:`MOVED_TARGETS`) renamed."""
+    if isinstance(node, dict):
+        return {
+            k: MOVED_TARGETS.get(v, v) if k == "_target_" else current_targets(v)
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [current_targets(v) for v in node]
+    return node
 
 
 # Top-level settings that no longer exist (the second training loop's): an old run's config
@@ -128,14 +140,22 @@ def write_fault(error: BaseException | None) -> str | None:
     return None
 
 
-def exits_on_write_fault(main: Callable[..., Any]) -> Callable[..., Any]:
-    """A command's entry point that ends a write fault with one line and exit code 1, not a
-    traceback (Hydra would print one)."""
+def entry_point(main: Callable[..., Any]) -> Callable[..., Any]:
+    """A command's Hydra entry point (``main(cfg)``) with the project's endings, in one place
+    for every command: a ``ConfigError`` discards what the command wrote (the run directory
+    Hydra made for it, when nothing else is in it) and ends with one line and exit code 2;
+    a write fault ends with one line and exit code 1. Neither prints a traceback (Hydra
+    would print one)."""
 
     @functools.wraps(main)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(cfg: Any, *args: Any, **kwargs: Any) -> Any:
         try:
-            return main(*args, **kwargs)
+            return main(cfg, *args, **kwargs)
+        except ConfigError as error:
+            out = (cfg.get("paths") or {}).get("output_dir")
+            if out and (Path(out) / ".hydra").is_dir():  # a directory Hydra made for it
+                discard_run_dir(out)  # the command never started: leave nothing
+            exit_usage(str(error))
         except Exception as error:
             line = write_fault(error)
             if line is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
+import time
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -77,3 +78,31 @@ def environment() -> dict[str, Any]:
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         },
     }
+
+
+class Progress:
+    """How far a long piece of work is, and how long it has left at the pace so far: the
+    length study logs it every few seconds, the report's training after each run."""
+
+    def __init__(self, total: float) -> None:
+        self.total, self.done = total, 0.0
+        self.start = self.last = time.monotonic()
+
+    def advance(self, amount: float) -> None:
+        self.done += amount
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+    def left(self) -> float:
+        """Seconds left at the pace so far (0 until some work is done)."""
+        return self.elapsed() * (self.total - self.done) / self.done if self.done else 0.0
+
+    def due(self, every: float) -> bool:
+        """Whether ``every`` seconds have passed since the last time this said so, with
+        work still left: a line now and then, never one per item."""
+        now = time.monotonic()
+        if now - self.last < every or self.done >= self.total:
+            return False
+        self.last = now
+        return True

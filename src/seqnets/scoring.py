@@ -4,7 +4,6 @@ sequence length, for the test analysis of every run and for evaluating checkpoin
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -13,6 +12,7 @@ import torch
 from seqnets.data.base import prepare_batch
 from seqnets.data.batching import Batch
 from seqnets.models.module import SequenceModule
+from seqnets.runtime import Progress
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,18 @@ def forward_batch(module: SequenceModule, datamodule, batch: Batch) -> tuple[tor
         return module(batch["x"], batch.get("lengths")), batch
 
 
+def readout_by_step(
+    module: SequenceModule, x: torch.Tensor, lengths: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The top layer's output at every step of ``x`` and the trained readout's logits on it:
+    for a unidirectional backbone, what the network would answer had the sequence ended
+    there (the answer after each digit, or after each MNIST row). Both on the module's device.
+    """
+    with evaluating(module):
+        outputs, _ = module.backbone(x.to(module.device, torch.float32), lengths)
+        return outputs, module.readout(outputs)
+
+
 def predict_batch(module: SequenceModule, datamodule, batch: Batch) -> torch.Tensor:
     """Hard predictions for ``batch``, on the CPU."""
     logits, _ = forward_batch(module, datamodule, batch)
@@ -56,7 +68,9 @@ def accuracy_by_length(
     # Scored by one process (rank zero under DDP) on whole sets: nothing to gather.
     metrics = module.objective.metrics(sync=False).to(module.device)
     lengths = lengths or datamodule.eval_lengths()
-    progress = Progress(f"scores against length ({len(lengths)} lengths)", sum(lengths))
+    what = f"scores against length ({len(lengths)} lengths)"
+    progress = Progress(sum(lengths))
+    log.info("%s: started", what)
     for length in lengths:
         logits, batch = forward_batch(module, datamodule, datamodule.length_set(length))
         preds = module.objective.predict(logits)
@@ -65,26 +79,7 @@ def accuracy_by_length(
         scores = {name: float(value) for name, value in metrics.compute().items()}
         rows.append({"length": length, "samples": int(batch["x"].shape[0]), **scores})
         progress.advance(length)
+        if progress.due(every=10.0):
+            done = 100 * progress.done / progress.total
+            log.info("%s: %.0f %% done, about %.0f s left", what, done, progress.left())
     return rows
-
-
-class Progress:
-    """A line now and then (every ``every`` seconds) for work long enough to wonder about:
-    how far it is, and how long it has left at the pace so far."""
-
-    def __init__(self, what: str, total: float, every: float = 10.0) -> None:
-        self.what, self.total, self.every = what, total, every
-        self.done = 0.0
-        self.start = self.last = time.monotonic()
-        log.info("%s: started", what)
-
-    def advance(self, amount: float) -> None:
-        self.done += amount
-        now = time.monotonic()
-        if now - self.last < self.every or self.done >= self.total:
-            return
-        self.last = now
-        left = (now - self.start) * (self.total - self.done) / max(self.done, 1e-9)
-        log.info(
-            "%s: %.0f %% done, about %.0f s left", self.what, 100 * self.done / self.total, left
-        )

@@ -90,7 +90,7 @@ def install() -> None:
 def requeue() -> None:
     """For a job preempted under submitit, once its checkpoint is saved: hand over to
     submitit's handler, which requeues the job (it resumes in its own directory,
-    ``runs.job``) and exits."""
+    ``reuse.job``) and exits."""
     handler = state.requeue
     if state.received is not None and state.received == preemption_signal() and callable(handler):
         handler(state.received, None)

@@ -1,7 +1,5 @@
-"""A table of runs from their files alone: ``python -m seqnets.summarize outputs/multirun/<sweep>``.
-
-Reads every ``metrics.json`` below the given directories and prints one Markdown row per run
-(the report builds its tables the same way), then the mean and spread of each group of runs
+"""A table of runs from their files alone: ``python -m seqnets.summarize outputs/multirun/<sweep>``:
+one Markdown row per ``metrics.json`` found, then the mean and spread of each group of runs
 that differ only by seed.
 """
 
@@ -9,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -17,11 +16,12 @@ import yaml
 
 from seqnets import records
 from seqnets.errors import ConfigError
-from seqnets.models.backbone import describe_model
+from seqnets.reportkit.document import table as markdown_table
+from seqnets.reportkit.stats import model_name
 from seqnets.tasks import task_of
 
 LENGTHS = (20, 50, 100)
-# Overrides already shown in other columns (besides the task's own knobs, ``Task.knobs``).
+# Overrides already shown in other columns (besides the task's own, ``Task.setting_keys``).
 SHOWN_ELSEWHERE = {"task", "model", "seed", "experiment", "l2"} | {
     f"model.{k}" for k in ("cell", "hidden", "num_layers", "bidirectional")
 }
@@ -39,14 +39,14 @@ def load_runs(paths: list[Path]) -> list[dict[str, Any]]:
 
 
 def setting(run: dict[str, Any]) -> str:
-    """What sets a run apart besides task, model and seed: the task's own knobs, L2, and any
+    """What sets a run apart besides task, model and seed: the task's own settings, L2, and any
     other command-line override (so runs differing in, say, ``task.lr`` never share a row of
     the mean-over-seeds table)."""
     cfg = run["config"]
-    knobs = task_setting(cfg["task"])
-    parts = [f"{k}={v}" for k, v in knobs.items()]
+    settings = task_setting(cfg["task"])
+    parts = [f"{k}={v}" for k, v in settings.items()]
     parts += [f"l2={cfg['l2']}"] if cfg["l2"] else []
-    shown = SHOWN_ELSEWHERE | {f"task.{k}" for k in knobs}
+    shown = SHOWN_ELSEWHERE | {f"task.{k}" for k in settings}
     overrides = Path(run["dir"]) / ".hydra" / "overrides.yaml"
     if overrides.exists():
         for line in yaml.safe_load(overrides.read_text()) or []:
@@ -58,26 +58,43 @@ def setting(run: dict[str, Any]) -> str:
 
 
 def task_setting(task: dict[str, Any]) -> dict[str, Any]:
-    """The task's own knobs (``Task.knobs``) and their values; none for a run whose task
-    class cannot be found here (a task defined in a module not on this path)."""
+    """The task's own settings (``Task.setting_keys``) and their values;
+    ``{"task settings": "?"}`` for a run whose task class cannot be found here (a task defined
+    in a module not on this path), which :func:`unreadable_tasks` explains below the table."""
     try:
         return task_of(task).setting()
     except ConfigError:
-        return {}
+        return {"task settings": "?"}
+
+
+def unreadable_tasks(runs: list[dict[str, Any]]) -> list[str]:
+    """One line per task whose class cannot be imported here, saying why and what to do:
+    its runs' own settings (``Task.setting_keys``) cannot be read, and a silent empty column would
+    look like runs that differ in nothing."""
+    lines: dict[str, str] = {}
+    for run in runs:
+        task = (run.get("config") or {}).get("task")
+        if not task:
+            continue
+        try:
+            task_of(task)
+        except ConfigError as error:
+            name = task.get("name", "?")
+            lines.setdefault(
+                name,
+                f"note: the settings of task {name!r} are not shown (setting: task settings=?): "
+                f"{' '.join(str(error).split())}",
+            )
+    return list(lines.values())
 
 
 def describe(run: dict[str, Any]) -> dict[str, Any]:
     """The columns of one run: what it was, its status, and what it scored (a run that did
     not complete shows why instead of scores)."""
     cfg = run["config"] or {}
-    model = cfg.get("model")
     row: dict[str, Any] = {
         "task": cfg.get("task", {}).get("name", "?"),
-        "model": describe_model(
-            model["cell"], model["hidden"], model["num_layers"], model["bidirectional"]
-        )
-        if model
-        else "?",
+        "model": model_name(cfg),
         "setting": setting(run) if cfg else "",
         "seed": cfg.get("seed", "?"),
         "status": run["status"],
@@ -85,23 +102,27 @@ def describe(run: dict[str, Any]) -> dict[str, Any]:
     if run["status"] != records.COMPLETED:
         row["status"] = f"**{run['status']}**: {records.failure(run)}"
         return row
-    row |= {
-        f"best {run['monitor']}": run["best_val"],
-        **{k.removeprefix("test/"): v for k, v in run["test"].items() if not k.endswith("loss")},
-    }
+    # An evaluate or predict directory has a record but trained nothing: no best value.
+    if "monitor" in run:
+        row[f"best {run['monitor']}"] = run.get("best_val")
+    test = run.get("test") or {}
+    row |= {k.removeprefix("test/"): v for k, v in test.items() if not k.endswith("loss")}
     by_length = {r["length"]: r for r in run.get("by_length", [])}
     # A few fixed lengths, and the longest the run measured (how far the rule holds).
     for length in sorted({*LENGTHS, max(by_length, default=LENGTHS[0])}):
         for key, value in by_length.get(length, {}).items():
             if key not in ("length", "samples"):
                 row[f"{key}@{length}"] = value
-    row["train s"] = run["train_time_s"]
-    row["params"] = run["num_parameters"]
+    row["train s"] = run.get("train_time_s")
+    row["params"] = run.get("num_parameters")
     return row
 
 
 def fmt(value: Any, key: str = "") -> str:
-    """Accuracies and losses to 4 decimals; seconds and other large numbers to 1."""
+    """Accuracies and losses to 4 decimals; seconds and other large numbers to 1; nothing
+    for a value the run does not have."""
+    if value is None:
+        return ""
     if isinstance(value, float):
         return f"{value:.1f}" if key.endswith(" s") or abs(value) > 1.0 else f"{value:.4f}"
     return str(value)
@@ -110,9 +131,7 @@ def fmt(value: Any, key: str = "") -> str:
 def table(rows: list[dict[str, Any]]) -> str:
     """Rows as a Markdown table (columns: the union, in first-seen order)."""
     columns = list(dict.fromkeys(k for row in rows for k in row))
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(fmt(row.get(c, ""), c) for c in columns) + " |" for row in rows]
-    return "\n".join(lines)
+    return markdown_table(columns, [[fmt(row.get(c, ""), c) for c in columns] for row in rows])
 
 
 def by_seed(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -145,7 +164,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("paths", nargs="+", type=Path, help="run or sweep directories")
     args = parser.parse_args(argv)
-    rows = [describe(run) for run in load_runs(args.paths)]
+    # A predict directory holds no task's run (its config is predict's): nothing to list.
+    runs = [run for run in load_runs(args.paths) if (run["config"] or {"task": None}).get("task")]
+    rows = [describe(run) for run in runs]
     if not rows:
         raise SystemExit(f"no run directories under {', '.join(map(str, args.paths))}")
     print(table(rows))
@@ -153,6 +174,8 @@ def main(argv: list[str] | None = None) -> None:
     if len(groups) < len(rows):  # some runs differ only by seed: show mean ± std
         print()
         print(table(groups))
+    for line in unreadable_tasks(runs):
+        print(line, file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -23,19 +23,13 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from seqnets import records, runs, signals
+from seqnets import records, reuse, signals
 from seqnets.checkpoints import load_checkpoint, run_config
 from seqnets.checks import check_config
-from seqnets.errors import EXIT_FAILED, EXIT_USAGE, ConfigError
+from seqnets.errors import EXIT_FAILED, EXIT_USAGE, ConfigError, exit_usage
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 _composed = False  # set once Hydra has composed a config: later exits are not usage errors
-
-
-def _fail(lines: list[str]) -> None:
-    for line in lines:
-        sys.stderr.write(f"seqnets: error: {line}\n")
-    sys.exit(EXIT_USAGE)
 
 
 def sweep_jobs(config: DictConfig) -> list[list[str]] | None:
@@ -62,10 +56,10 @@ class RunGuard(Callback):
         overrides = list(config.hydra.overrides.task)
         try:
             check_config(run_config(config, overrides), overrides)
-            runs.check_settings(config)
+            reuse.check_settings(config)
             _check_own_dir(config, Path(config.hydra.run.dir))
         except ConfigError as error:
-            _fail([str(error)])
+            exit_usage(str(error))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         global _composed
@@ -78,7 +72,7 @@ class RunGuard(Callback):
             try:
                 check_config(config, list(config.hydra.overrides.task), multirun=True)
             except ConfigError as error:
-                _fail([str(error)])
+                exit_usage(str(error))
             return
         loader = GlobalHydra.instance().config_loader()
         problems = []
@@ -86,14 +80,16 @@ class RunGuard(Callback):
             job = loader.load_sweep_config(master_config=config, sweep_overrides=list(overrides))
             try:
                 check_config(run_config(job, list(overrides)), overrides, multirun=True)
-                runs.check_settings(job)
+                reuse.check_settings(job)
                 with open_dict(job):
                     job.hydra.job.num = number
                 _check_own_dir(job, Path(job.hydra.sweep.dir) / job.hydra.sweep.subdir)
             except ConfigError as error:
                 problems.append(f"job {number} ({' '.join(overrides)}): {error}")
         if problems:
-            _fail([*problems, f"nothing was run: {len(problems)} of {len(jobs)} jobs are invalid"])
+            exit_usage(
+                *problems, f"nothing was run: {len(problems)} of {len(jobs)} jobs are invalid"
+            )
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         lines, failed = summary(Path(config.hydra.sweep.dir))
@@ -106,12 +102,12 @@ class RunGuard(Callback):
 def _check_own_dir(config: DictConfig, run_dir: Path) -> None:
     """A job's directory that already holds a run (a fixed ``hydra.run.dir`` or
     ``hydra.sweep.dir`` used again) is refused before Hydra writes into it, unless the job
-    continues or reuses that very run (``runs.occupant``)."""
+    continues or reuses that very run (``reuse.occupant``)."""
     if not run_dir.is_dir() or config.get("ckpt_path"):
         return
-    ident = runs.job_identity(config, run_dir)
-    reuse = bool(OmegaConf.select(config, "sweep.resume", default=False))
-    why = runs.occupant(run_dir, ident, reuse=reuse)
+    ident = reuse.job_identity(config, run_dir)
+    resume = bool(OmegaConf.select(config, "sweep.resume", default=False))
+    why = reuse.occupant(run_dir, ident, reuse=resume)
     if why is not None:
         raise ConfigError(why)
 
@@ -126,7 +122,7 @@ class CheckpointGuard(Callback):
         try:
             load_checkpoint(config.ckpt_path)
         except ConfigError as error:
-            _fail([str(error)])
+            exit_usage(str(error))
 
 
 def summary(sweep_dir: Path) -> tuple[list[str], int]:
@@ -136,10 +132,10 @@ def summary(sweep_dir: Path) -> tuple[list[str], int]:
     results = [records.read_run(d) for d in dirs]  # a reused job: the run it reused
     pairs = zip(dirs, results, strict=True)
     bad = [(d, run) for d, run in pairs if run["status"] != records.COMPLETED]
-    done = runs.tally(dirs)
+    done = reuse.count_outcomes(dirs)
     lines = [
         f"sweep finished: {len(results) - len(bad)} of {len(results)} jobs completed; "
-        f"{done[runs.REUSED]} reused, {done[runs.RESUMED]} resumed, {done[runs.TRAINED]} "
+        f"{done[reuse.REUSED]} reused, {done[reuse.RESUMED]} resumed, {done[reuse.TRAINED]} "
         f"trained, {len(bad)} not completed ({sweep_dir})"
     ]
     for job_dir, run in bad:
@@ -159,7 +155,7 @@ def cli(main: Callable[[], Any]) -> None:
     for arg in sys.argv[1:]:
         key = arg.lstrip("+~").split("=", 1)[0]
         if key in records.REMOVED:
-            _fail([f"{arg!r} is not allowed: {records.REMOVED[key]}; drop it"])
+            exit_usage(f"{arg!r} is not allowed: {records.REMOVED[key]}; drop it")
     signals.install()
     # A full disk fails every write to the run's log: one line says so, not a traceback per
     # log record (logging's documented switch for this).

@@ -38,18 +38,17 @@ from lightning.pytorch.callbacks import (
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig
 
-from seqnets import CONFIG_PATH, cost, records, runs, signals, sweeps
-from seqnets.callbacks import History, InterruptCheckpoint, TestAnalysis, first_of_type
+from seqnets import CONFIG_PATH, cost, records, reuse, signals, sweeps
+from seqnets.callbacks import Analysis, History, InterruptCheckpoint, first_of_type
 from seqnets.checkpoints import run_config
 from seqnets.checks import check_config, warn_long_training
 from seqnets.errors import (
     EXIT_FAILED,
-    EXIT_USAGE,
     ConfigError,
     RunDiverged,
 )
-from seqnets.models.module import SequenceModule, logged_scores
-from seqnets.runtime import environment, resolve_threads, skip_failing_nvml_check
+from seqnets.models.module import SequenceModule, scored_record
+from seqnets.runtime import resolve_threads, skip_failing_nvml_check
 
 log = logging.getLogger(__name__)
 
@@ -123,9 +122,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     epochs, steps = (list(history.epochs), history.steps) if history else ([], [])
     train_time = history.seconds["train"] if history else fit_wall
     if metrics["status"] == records.COMPLETED:
-        metrics["stopped_by"] = stopped_by(trainer)
+        metrics["stopped_by"] = stopped_by(trainer, cfg.trainer.get("max_time"))
         log.info("training stopped: %s", metrics["stopped_by"])
-    analysis = first_of_type(callbacks, TestAnalysis)
+    analysis = first_of_type(callbacks, Analysis)
 
     test, test_wall = {}, 0.0
     if metrics["status"] == records.COMPLETED:
@@ -144,29 +143,23 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     if best_score is None and epochs:  # checkpointing switched off: best epoch by monitor
         scores = [row[cfg.task.monitor] for row in epochs if cfg.task.monitor in row]
         best_score = (max if cfg.task.monitor_mode == "max" else min)(scores, default=None)
-    metrics |= {
-        "task": cfg.task.name,
-        "cell": cfg.model.cell,
-        "hidden": cfg.model.hidden,
-        "seed": cfg.seed,
-        "monitor": cfg.task.monitor,
-        "best_val": float(best_score) if best_score is not None else None,
-        "best_checkpoint": best_path,
-        "resumed_from": cfg.get("ckpt_path"),
-        "test": logged_scores(test),
-        "epochs_trained": trainer.current_epoch,
-        "steps_trained": trainer.global_step,
-        "train_time_s": train_time,
-        "test_time_s": history.seconds["test"] if history and test else test_wall,
-        "fit_wall_s": fit_wall,
-        "test_wall_s": test_wall,
-        "num_parameters": sum(p.numel() for p in module.parameters()),
-        "history": epochs,
-        "train_loss_steps": steps,
+    metrics |= scored_record(
+        module,
+        test,
+        monitor=cfg.task.monitor,
+        best_val=float(best_score) if best_score is not None else None,
+        best_checkpoint=best_path,
+        resumed_from=cfg.get("ckpt_path"),
+        epochs_trained=trainer.current_epoch,
+        steps_trained=trainer.global_step,
+        train_time_s=train_time,
+        test_time_s=history.seconds["test"] if history and test else test_wall,
+        fit_wall_s=fit_wall,
+        test_wall_s=test_wall,
+        history=epochs,
+        train_loss_steps=steps,
         **(analysis.results if analysis and test else {}),
-        **environment(),
-        "config": module.hparams["config"],
-    }
+    )
     if test:
         log_hparams(trainer, cfg, metrics)
     return metrics, {"datamodule": datamodule, "module": module, "trainer": trainer}
@@ -185,7 +178,7 @@ def _averaged_model(trainer: L.Trainer, best_path: str | None) -> str | None:
     return best_path
 
 
-def stopped_by(trainer: L.Trainer) -> str:
+def stopped_by(trainer: L.Trainer, max_time: Any = None) -> str:
     """Why a finished fit ended, in the words of the setting that ended it: a run cut short
     by a time limit, a step limit or early stopping is still complete, and says so."""
     if trainer.fast_dev_run:
@@ -193,8 +186,9 @@ def stopped_by(trainer: L.Trainer) -> str:
     timer = first_of_type(trainer.callbacks, Timer)
     remaining = timer.time_remaining("train") if timer is not None else None
     if remaining is not None and remaining <= 0:
+        limit = f"trainer.max_time={max_time}" if max_time else "a Timer's duration"
         elapsed = timer.time_elapsed("train")
-        return f"the time limit (trainer.max_time) was reached after {elapsed:.1f} s of training"
+        return f"the time limit ({limit}) was reached; {elapsed:.1f} s with the last validation"
     stopper = first_of_type(trainer.callbacks, EarlyStopping)
     if stopper is not None and stopper.stopped_epoch:
         return f"early stopping on {stopper.monitor} (epoch {stopper.stopped_epoch})"
@@ -257,7 +251,7 @@ def run(cfg: DictConfig, continuing: bool = False) -> float | None:
 
     In a sweep a failed job returns None instead of exiting, so the other jobs still run and
     the sweep's closing summary lists it. ``continuing``: ``cfg`` is already the run's own
-    config and ``cfg.ckpt_path`` a checkpoint of it (a resumed sweep job, ``seqnets.runs``).
+    config and ``cfg.ckpt_path`` a checkpoint of it (a resumed sweep job, ``seqnets.reuse``).
     """
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
@@ -274,9 +268,7 @@ def run(cfg: DictConfig, continuing: bool = False) -> float | None:
             records.write_metrics(run_dir, base | {"status": records.INVALID, "error": str(error)})
             log.error("%s", error)
             return None
-        records.discard_run_dir(run_dir)  # the run never started: leave nothing
-        sys.stderr.write(f"seqnets: error: {error}\n")
-        sys.exit(EXIT_USAGE)
+        raise  # one line, exit 2, nothing left (records.entry_point)
     except (RunInterrupted, KeyboardInterrupt) as stop:
         saved = getattr(stop, "checkpoint", None)
         why = signals.name(signals.state.received)
@@ -324,9 +316,9 @@ def run(cfg: DictConfig, continuing: bool = False) -> float | None:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
-@records.exits_on_write_fault
+@records.entry_point
 def main(cfg: DictConfig) -> float | None:
-    return runs.job(cfg, run)  # with sweep.resume: reused, resumed or trained, under a claim
+    return reuse.job(cfg, run)  # with sweep.resume: reused, resumed or trained, under a claim
 
 
 if __name__ == "__main__":

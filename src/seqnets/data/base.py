@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import lightning as L
 import torch
-from matplotlib.figure import Figure
 
-from seqnets.data.batching import Batch, BatchLoader, tensor_loader
+from seqnets.data.batching import Batch, BatchLoader, limited_batches, tensor_loader
 from seqnets.errors import check_int
 
 
@@ -41,8 +40,8 @@ class TensorDataModule(L.LightningDataModule):
       the trained range the figures shade; constructor arguments ``min_eval_len`` and
       ``max_eval_len``, the range ``python -m seqnets.evaluate lengths=[min,max]`` changes;
       ``eval_work()``, the study's size for the cost estimate.
-    - optional: ``check()`` (files missing, before any work), ``sample_figure`` and
-      ``errors_figure`` (tasks whose inputs are pictures).
+    - optional: ``check()`` (files missing, before any work). Figures are drawn by the task
+      (``seqnets.tasks.base.Task``), not here.
     """
 
     name: str
@@ -88,11 +87,8 @@ class TensorDataModule(L.LightningDataModule):
             # DataLoader's shuffling off); these loaders draw each epoch's batches themselves.
             loader.sampler.pin_epoch()
         limit = self.trainer.limit_train_batches if self.trainer else None
-        if limit is not None:  # Lightning's reading: a count of batches, or a fraction
-            batches = len(loader)
-            loader.sampler.limit = (
-                min(batches, limit) if isinstance(limit, int) else int(batches * limit)
-            )
+        if limit is not None:
+            loader.sampler.limit = limited_batches(limit, len(loader))
         if self._resume:
             loader.sampler.resume_at(self._resume["epoch"], self._resume["items"])
             self._resume = None
@@ -134,12 +130,3 @@ class TensorDataModule(L.LightningDataModule):
     def describe(self, batch: Batch, preds: torch.Tensor) -> list[dict]:
         """Samples and their predictions as a person reads them."""
         raise NotImplementedError
-
-    def sample_figure(self, batch: Batch, preds: torch.Tensor) -> Figure | None:
-        """A picture of the samples, for tasks whose inputs are pictures."""
-        return None
-
-    def errors_figure(self, pairs: list[dict]) -> Figure | None:
-        """The test inputs behind the most frequent mistakes, for tasks whose inputs are
-        pictures (``pairs`` as made by ``callbacks.confused_pairs``)."""
-        return None

@@ -1,13 +1,9 @@
 """Batches cut from tensors by indexing, in an order that depends only on (seed, epoch).
 
-A DataLoader over per-item ``__getitem__`` plus ``default_collate`` costs more than the
-recurrent step itself for MNIST-sized inputs: here the sampler hands out each batch's
-positions as one tensor slice, cut with one fancy-indexing call per tensor. The order of an
-epoch is a function of (seed, epoch), never of the global generator, so a resumed run sees
-the same batches as an uninterrupted one; a run resumed in the middle of an epoch skips the
-batches it already trained on (``EpochSampler.consumed`` says where an epoch stands,
-``resume_at`` goes back there). Under DDP each rank takes every ``world``-th item, so the
-ranks see disjoint parts of the same epoch and evaluation sets are covered exactly once.
+A DataLoader over ``__getitem__`` plus ``default_collate`` costs more than the recurrent step
+itself for MNIST-sized inputs; here each batch is one fancy-indexing call per tensor. An
+epoch's order never depends on the global generator, so a resumed run (even mid-epoch) sees
+the same batches as an uninterrupted one; under DDP the ranks take disjoint shares.
 """
 
 from __future__ import annotations
@@ -20,6 +16,15 @@ import torch
 from torch.utils.data import Sampler
 
 Batch = dict[str, torch.Tensor]
+
+
+def limited_batches(limit: int | float | None, full: int) -> int:
+    """Lightning's reading of ``trainer.limit_train_batches``: None for all ``full``
+    batches, an int for at most that many, a float for that fraction of them. The one
+    reading that the training loader and the cost estimate share."""
+    if limit is None:
+        return full
+    return min(full, limit) if isinstance(limit, int) else int(full * limit)
 
 
 def epoch_seed(seed: int, epoch: int) -> int:

@@ -1,13 +1,11 @@
 """A user's own digit images brought to MNIST's form, so an MNIST model sees what it learned on.
 
-MNIST's makers (LeCun et al.) took each scanned digit, size-normalised it to fit a 20x20 box
-keeping its aspect ratio, anti-aliased it to grey levels, and placed it in a 28x28 image so that
-its centre of mass sits at the centre; ink is bright (255) on a black (0) background. A photo fed
-in as it is (dark ink on light paper, the digit small and off centre) is nothing like that, and a
-model answers the same class for nearly all of them. This module repeats those steps:
-
-``find_images`` -> ``load_image`` (ink map, polarity fixed) -> ``to_mnist`` (uint8 28x28), and
-``prepare`` runs them over many files, recording a bad file's error instead of stopping.
+MNIST's makers (LeCun et al.) fitted each scanned digit into a 20x20 box keeping its aspect
+ratio, anti-aliased it to grey levels and centred its mass in a 28x28 image, bright ink (255)
+on black (0). A photo as it is (dark ink on light paper, small, off centre) is nothing like
+that, and a model answers the same class for nearly all of them. This module repeats those
+steps: ``find_images`` -> ``load_image`` (ink map, polarity fixed) -> ``to_mnist`` (uint8
+28x28); ``prepare`` runs them over many files, recording a bad file's error, not stopping.
 """
 
 from __future__ import annotations

@@ -9,13 +9,11 @@ import socket
 from pathlib import Path
 
 import torch
-from matplotlib.figure import Figure
 from torchvision.datasets import MNIST
 
 from seqnets.data.base import TensorDataModule
 from seqnets.data.batching import Batch, BatchLoader, tensor_loader
 from seqnets.errors import ConfigError, check_int
-from seqnets.plots import digit_grid, mistakes_grid
 
 TRAIN_SIZE = 60_000
 RAW_FILES = (
@@ -184,15 +182,3 @@ class MNISTDataModule(TensorDataModule):
                 batch["index"].tolist(), batch["y"].tolist(), preds.tolist(), strict=True
             )
         ]
-
-    def sample_figure(self, batch: Batch, preds: torch.Tensor) -> Figure:
-        return digit_grid(batch["x"], batch["y"].tolist(), preds.tolist(), "fixed test images")
-
-    def errors_figure(self, pairs: list[dict]) -> Figure | None:
-        if not pairs:
-            return None
-        images = self.splits["test"]["x"]
-        return mistakes_grid(
-            [images[pair["test_indices"]] for pair in pairs],
-            [f"true {p['true']} -> {p['pred']} ({p['count']}x)" for p in pairs],
-        )

@@ -1,9 +1,8 @@
 """``python -m seqnets.demo``: serve the demo page on this machine until Ctrl-C.
 
-Finds every completed run under ``runs_dir`` (and ``ckpt_path`` if given), loads the best of
-each task, prints the page's address and serves it. A task with no run gets a line on the
-page saying which command trains one; in a terminal the command offers to train a small one
-first. Bad settings get one line and exit code 2, as every seqnets command.
+The page has a tab for each task of the runs found (a user's own task included) and for each
+task of ``small_runs``; a task there with no run gets a line saying which command trains one,
+and in a terminal the command offers to train a small one first.
 """
 
 from __future__ import annotations
@@ -18,9 +17,9 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from seqnets import CONFIG_PATH
-from seqnets.demo.runs import TASKS, Run, best_per_task, find_runs, from_checkpoint
-from seqnets.errors import EXIT_USAGE, ConfigError, check_choice, check_int
+from seqnets import CONFIG_PATH, records
+from seqnets.demo.catalog import Run, best_per_task, find_runs, from_checkpoint
+from seqnets.errors import ConfigError, check_choice, check_int
 from seqnets.runtime import resolve_threads
 from seqnets.sweeps import cli
 
@@ -32,8 +31,7 @@ def check(cfg: DictConfig) -> None:
     """Every setting, before anything is loaded or served."""
     if cfg.port is not None:
         check_int("port", cfg.port, 1, 65535)
-    check_int("max_bits", cfg.max_bits, 2)
-    check_int("max_len", cfg.max_len, 1)
+    check_int("max_input", cfg.max_input, 2)
     check_choice("train_missing", str(cfg.train_missing).lower(), ("ask", "true", "false"))
     if not isinstance(cfg.host, str) or not cfg.host:
         raise ConfigError(f"host={cfg.host!r} is not allowed: give an address, e.g. 127.0.0.1")
@@ -65,7 +63,7 @@ def missing_lines(cfg: DictConfig, defaults: dict[str, Run]) -> dict[str, str]:
             f"No completed {task} run under {cfg.runs_dir}/: train one with "
             f"{train_command(cfg, task)} and start the demo again."
         )
-        for task in TASKS
+        for task in cfg.small_runs
         if task not in defaults
     }
 
@@ -93,8 +91,26 @@ def offer_training(cfg: DictConfig, missing: list[str]) -> bool:
     return True
 
 
+def tab_specs(cfg: DictConfig, runs: list[Run], defaults: dict[str, Run]) -> list[Any]:
+    """One tab per task: those of ``small_runs`` first (in that order), then every other task
+    a run was found for. Each tab is what the task declares (``Task.demo_tab``)."""
+    from seqnets.demo.page import TabSpec
+    from seqnets.tasks import task_class
+
+    missing = missing_lines(cfg, defaults)
+    names = list(cfg.small_runs) + [t for t in defaults if t not in cfg.small_runs]
+    specs = []
+    for name in names:
+        default = defaults.get(name)
+        task = default.task_object() if default else task_class(name)({"name": name})
+        offered = [run for run in runs if run.task == name]
+        specs.append(TabSpec(name, task.demo_tab(), offered, default, missing.get(name)))
+    return specs
+
+
 def serve(cfg: DictConfig, runs: list[Run], defaults: dict[str, Run]) -> None:
-    """Load the default networks (so the first answer is quick), build the page, serve it."""
+    """Load the default networks (so that no answer pays for a load), build the page, serve
+    it."""
     import gradio as gr
 
     from seqnets.demo.answers import Models
@@ -105,7 +121,7 @@ def serve(cfg: DictConfig, runs: list[Run], defaults: dict[str, Run]) -> None:
     models = Models(runs, data_dir=cfg.paths.data_dir)
     for run in defaults.values():
         models.get(str(run.checkpoint))
-    page = build(runs, defaults, models, missing_lines(cfg, defaults), cfg.max_bits, cfg.max_len)
+    page = build(tab_specs(cfg, runs, defaults), models, cfg.max_input)
     # System fonts: the page loads nothing from outside this machine.
     theme = gr.themes.Default(
         font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]
@@ -147,17 +163,14 @@ def quiet_when_idle(page: Any) -> None:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="demo")
+@records.entry_point
 def main(cfg: DictConfig) -> None:
-    try:
-        check(cfg)
+    check(cfg)
+    runs, defaults = gather(cfg)
+    missing = [task for task in cfg.small_runs if task not in defaults]
+    if missing and offer_training(cfg, missing):
         runs, defaults = gather(cfg)
-        missing = [task for task in TASKS if task not in defaults]
-        if missing and offer_training(cfg, missing):
-            runs, defaults = gather(cfg)
-        serve(cfg, runs, defaults)
-    except ConfigError as error:
-        sys.stderr.write(f"seqnets: error: {error}\n")
-        sys.exit(EXIT_USAGE)
+    serve(cfg, runs, defaults)
 
 
 if __name__ == "__main__":

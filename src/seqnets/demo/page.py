@@ -1,38 +1,114 @@
-"""The demo's page: three tabs (draw a digit, add two numbers, remember a digit), built with
-Gradio's Blocks; no JavaScript of our own.
-
-Every handler turns a refused input into the same one line ``predict`` prints, shown where
-the answer goes, and clears the old answer, so the page never shows a traceback and stays
-usable; the answers themselves come from :mod:`seqnets.demo.answers`.
+"""The demo's page: one tab per task, built with Gradio's Blocks from what each task declares
+(``Task.demo_tab``); the page names no task. Every handler shows a refused input as the one
+line ``predict`` prints, where the answer goes, so the page never shows a traceback. A
+drawing is answered as it is drawn (see ``THROTTLE_MS``): no button, nothing uploaded first.
 """
 
 from __future__ import annotations
 
+import base64
+import io
 import logging
 import re
-from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
 import numpy as np
 from PIL import Image
 
-from seqnets.demo import answers, figures
+from seqnets.demo import answers
 from seqnets.demo.answers import Models
-from seqnets.demo.runs import Run
+from seqnets.demo.catalog import Run
 from seqnets.errors import ConfigError
+from seqnets.tasks.base import DemoAnswer, DemoTab
 
 log = logging.getLogger(__name__)
 
 TITLE = "seqnets: see it think"
 INTRO = (
     "A recurrent network reads its input one step at a time and keeps what it needs in its "
-    "state. Give a trained network your own input and watch it answer step by step: an "
-    "MNIST digit is read as 28 rows, a sum two bits at a time (least significant first), a "
-    "digit list one digit at a time. Pick another run to compare networks on the same input."
+    "state. Give a trained network your own input and watch it answer step by step. Pick "
+    "another run to compare networks on the same input."
 )
-PROMPT = "Draw a digit, or upload a photo of one."
-SHOWN_SIZE = 168  # the 28x28 image is shown at 6x, each pixel a visible square
+DRAW_PROMPT = "Draw on the canvas, or upload an image."
+SHOWN_SIZE = 168
+CANVAS_PX = 280  # what the person draws on
+CANVAS_SCALE = 2  # ... drawn at half that resolution: MNIST has 28 rows, 140 is plenty
+BRUSH_PX = 14
+# A plain 2D canvas, ready for a stroke when the page opens. Each stroke is sent as a PNG
+# (a data URL of a few kB) with the event itself, on release and every THROTTLE_MS while
+# drawing, so nothing is uploaded first. Gradio's Sketchpad, measured here, spent most of a
+# second after each release exporting three layers through WebGL and uploading them before
+# it sent the request (docs/demo.md, "How fast it answers").
+THROTTLE_MS = 200
+PAD_HTML = f"""<div class="seqnets-pad">
+<canvas width="{CANVAS_PX // CANVAS_SCALE}" height="{CANVAS_PX // CANVAS_SCALE}"
+  aria-label="drawing canvas"></canvas>
+<button type="button" class="seqnets-clear">Clear</button>
+</div>"""
+PAD_CSS = f"""
+canvas {{ width: {CANVAS_PX}px; height: {CANVAS_PX}px; touch-action: none; cursor: crosshair;
+  background: white; border: 1px solid var(--border-color-primary); border-radius: 4px; }}
+.seqnets-clear {{ display: block; margin-top: 4px; padding: 2px 10px;
+  border: 1px solid var(--border-color-primary); border-radius: 4px; }}
+"""
+PAD_JS = f"""
+const canvas = element.querySelector('canvas');
+const ctx = canvas.getContext('2d');
+ctx.lineCap = 'round'; ctx.lineJoin = 'round'; ctx.strokeStyle = '#000';
+ctx.fillStyle = '#000'; ctx.lineWidth = {BRUSH_PX / CANVAS_SCALE};
+let drawing = false, last = null, sent = 0;
+const at = (e) => {{
+  const r = canvas.getBoundingClientRect();
+  return [(e.clientX - r.left) * canvas.width / r.width,
+          (e.clientY - r.top) * canvas.height / r.height];
+}};
+const send = () => {{
+  sent = performance.now();
+  trigger('input', {{png: canvas.toDataURL('image/png')}});
+}};
+canvas.addEventListener('pointerdown', (e) => {{
+  drawing = true; last = at(e); canvas.setPointerCapture(e.pointerId);
+  ctx.beginPath(); ctx.arc(last[0], last[1], ctx.lineWidth / 2, 0, 2 * Math.PI); ctx.fill();
+}});
+canvas.addEventListener('pointermove', (e) => {{
+  if (!drawing) return;
+  const p = at(e);
+  ctx.beginPath(); ctx.moveTo(last[0], last[1]); ctx.lineTo(p[0], p[1]); ctx.stroke();
+  last = p;
+  if (performance.now() - sent > {THROTTLE_MS}) send();
+}});
+const end = () => {{ if (drawing) {{ drawing = false; send(); }} }};
+canvas.addEventListener('pointerup', end);
+canvas.addEventListener('pointercancel', end);
+element.querySelector('.seqnets-clear').addEventListener('click', () => {{
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  trigger('input', {{png: null}});
+}});
+"""
+
+
+def decode_png(data_url: str | None) -> Image.Image | None:
+    """The canvas's PNG data URL as an RGBA image (black ink on transparent, as drawn)."""
+    if not data_url:
+        return None
+    if not data_url.startswith("data:image/png;base64,"):
+        raise ConfigError("the drawing did not arrive as a PNG")
+    image = Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1])))
+    return image.convert("RGBA")
+
+
+@dataclass(frozen=True)
+class TabSpec:
+    """One tab: its task's name (the elements' ids start with it), what the task declares,
+    the runs it offers, its default run and, without runs, what to say instead."""
+
+    name: str
+    tab: DemoTab
+    runs: list[Run]
+    default: Run | None
+    missing: str | None = None
 
 
 def _error_line(error: BaseException) -> str:
@@ -44,229 +120,168 @@ def _error_line(error: BaseException) -> str:
     return "**Not read:** " + re.sub(r"([\\`*_\[\]<>#|~])", r"\\\1", line)
 
 
-def _picker(task: str, runs: list[Run], default: Run | None, elem: str) -> gr.Dropdown:
-    choices = [(run.label, str(run.checkpoint)) for run in runs if run.task == task]
-    return gr.Dropdown(
-        choices=choices,
-        value=str(default.checkpoint) if default else None,
-        label="trained run (task · cell, size · seed · test score · directory)",
-        interactive=bool(choices),
-        elem_id=elem,
-    )
+def _picture(value: Any) -> Image.Image | None:
+    """A step-by-step picture as an image: a PIL image as it is, a matplotlib Figure drawn
+    (with Agg, into memory)."""
+    if value is None or isinstance(value, Image.Image):
+        return value
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(value)
+    canvas.draw()
+    return Image.fromarray(np.asarray(canvas.buffer_rgba())).convert("RGB")
 
 
-def _loaded(models: Models, checkpoint: str | None, missing: dict[str, str], task: str):
-    if not checkpoint:
-        raise ConfigError(missing[task])
-    return models.get(checkpoint)
+def _image(value: Any) -> Image.Image | None:
+    if value is None or isinstance(value, Image.Image):
+        return value
+    return Image.fromarray(value)
 
 
-def _enlarged(image: Any) -> Image.Image:
-    """The 28x28 image the network reads, enlarged without smoothing."""
-    pixels = np.asarray(image, dtype=np.uint8)
-    return Image.fromarray(pixels).resize((SHOWN_SIZE, SHOWN_SIZE), Image.NEAREST)
+def respond(
+    models: Models, spec: TabSpec, checkpoint: str | None, value: Any, max_steps: int
+) -> list[Any]:
+    """A tab's outputs for ``value``: the text, then (where the tab has them) the input as
+    read and the probabilities, then the step-by-step picture. A function of its own, so
+    that the timing tool times what the server runs, without the page."""
+    empty = [None] * (spec.tab.image + spec.tab.probabilities + 1)
+    try:
+        if not checkpoint:
+            raise ConfigError(spec.missing or f"no run of {spec.name} is offered")
+        result: DemoAnswer = models.get(checkpoint).answer(value, max_steps)
+    except Exception as error:  # shown as one line; the page stays as it was otherwise
+        return [_error_line(error), *empty]
+    out: list[Any] = [result.text]
+    if spec.tab.image:
+        out.append(_image(result.image))
+    if spec.tab.probabilities:
+        out.append(result.probabilities)
+    return [*out, _picture(result.steps)]
 
 
-def build(
-    runs: list[Run],
-    defaults: dict[str, Run],
-    models: Models,
-    missing: dict[str, str],
-    max_bits: int,
-    max_len: int,
-) -> gr.Blocks:
-    """The page. ``missing`` holds, for each task without a run, the line that says how to
-    train one; ``max_bits`` and ``max_len`` cap sums and digit lists."""
+def build(specs: list[TabSpec], models: Models, max_steps: int) -> gr.Blocks:
+    """The page: one tab per task of ``specs``, in that order."""
     with gr.Blocks(title=TITLE, analytics_enabled=False) as page:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
         with gr.Tabs():
-            with gr.Tab("Draw a digit (MNIST)", id="mnist", elem_id="tab-mnist"):
-                _mnist_tab(runs, defaults, models, missing)
-            with gr.Tab("Add two numbers", id="binary_add", elem_id="tab-add"):
-                _add_tab(runs, defaults, models, missing, max_bits)
-            with gr.Tab("Remember the digit at index K", id="remember", elem_id="tab-remember"):
-                _remember_tab(runs, defaults, models, missing, max_len)
+            for spec in specs:
+                with gr.Tab(spec.tab.title, id=spec.name, elem_id=f"tab-{spec.name}"):
+                    if spec.missing:
+                        gr.Markdown(f"**{spec.missing}**", elem_id=f"{spec.name}-none")
+                    if spec.tab.input == "drawing":
+                        _drawing_tab(spec, models, max_steps)
+                    else:
+                        _text_tab(spec, models, max_steps)
     return page
 
 
-def _notice(task: str, missing: dict[str, str]) -> None:
-    if task in missing:
-        gr.Markdown(f"**{missing[task]}**", elem_id=f"{task}-none")
+def _picker(spec: TabSpec) -> gr.Dropdown:
+    choices = [(run.label, str(run.checkpoint)) for run in spec.runs]
+    return gr.Dropdown(
+        choices=choices,
+        value=str(spec.default.checkpoint) if spec.default else None,
+        label="trained run (task · cell, size · seed · test score · directory)",
+        interactive=bool(choices),
+        elem_id=f"{spec.name}-model",
+    )
 
 
-def _mnist_tab(runs, defaults, models, missing) -> None:
-    _notice("mnist", missing)
+def _outputs(spec: TabSpec) -> list[Any]:
+    """The answer's components: text, input as read and probabilities (if declared), steps."""
+    name, tab = spec.name, spec.tab
+    said = gr.Markdown(DRAW_PROMPT if tab.input == "drawing" else "", elem_id=f"{name}-answer")
+    shown: list[Any] = [said]
     with gr.Row():
-        with gr.Column(scale=1):
-            picker = _picker("mnist", runs, defaults.get("mnist"), "mnist-model")
-            sketch = gr.Sketchpad(
-                label="draw a digit: pick the brush, then draw with the mouse or a finger",
-                type="pil",
-                image_mode="RGBA",
-                canvas_size=(280, 280),
-                format="png",
-                layers=False,
-                transforms=(),
-                brush=gr.Brush(default_size=14, colors=["#000000"], color_mode="fixed"),
-                elem_id="mnist-sketch",
-            )
-            upload = gr.File(label="or upload a photo of a digit", elem_id="mnist-upload")
-            read = gr.Button("Read the drawing", variant="primary", elem_id="mnist-read")
-        with gr.Column(scale=2):
-            said = gr.Markdown(PROMPT, elem_id="mnist-answer")
-            with gr.Row():
-                seen = gr.Image(
-                    label="what the network reads (28x28)",
+        if tab.image:
+            shown.append(
+                gr.Image(
+                    label=tab.image_label,
                     type="pil",
                     format="png",
                     height=SHOWN_SIZE + 60,
                     interactive=False,
-                    elem_id="mnist-seen",
+                    elem_id=f"{name}-seen",
                 )
-                probs = gr.Label(num_top_classes=10, label="its answer", elem_id="mnist-probs")
-            rows = gr.Image(
-                label="row by row: the answer after each row read",
-                type="pil",
-                format="png",
-                interactive=False,
-                elem_id="mnist-rows",
             )
-    outputs = [said, seen, probs, rows]
+        if tab.probabilities:
+            shown.append(gr.Label(num_top_classes=10, label="its answer", elem_id=f"{name}-probs"))
+    shown.append(
+        gr.Image(
+            label=tab.steps_label,
+            type="pil",
+            format="png",
+            interactive=False,
+            elem_id=f"{name}-steps",
+        )
+    )
+    return shown
 
-    def answer(checkpoint: str | None, drawing: Any, file: Any) -> list[Any]:
-        return read_mnist(models, missing, checkpoint, drawing, file)
 
-    def from_drawing(checkpoint: str | None, drawing: Any) -> list[Any]:
-        return [*answer(checkpoint, drawing, None), None]
+def _drawing_tab(spec: TabSpec, models: Models, max_steps: int) -> None:
+    name = spec.name
+    with gr.Row():
+        with gr.Column(scale=1):
+            picker = _picker(spec)
+            pad = gr.HTML(
+                html_template=PAD_HTML,
+                css_template=PAD_CSS,
+                js_on_load=PAD_JS,
+                label=spec.tab.prompt or "draw with the mouse or a finger",
+                show_label=True,
+                container=True,
+                elem_id=f"{name}-sketch",
+            )
+            upload = gr.File(label="or upload an image", elem_id=f"{name}-upload")
+        with gr.Column(scale=2):
+            outputs = _outputs(spec)
+    blank = [None] * (len(outputs) - 1)
+    drawn = gr.State(None)  # the last drawing, for another run picked
+
+    def from_drawing(checkpoint: str | None, event: gr.EventData) -> list[Any]:
+        try:
+            image = decode_png((event._data or {}).get("png"))
+        except Exception as error:
+            return [_error_line(error), *blank, None, None]
+        if image is None:  # cleared: the page as it opened
+            return [DRAW_PROMPT, *blank, None, None]
+        return [*respond(models, spec, checkpoint, image, max_steps), None, image]
 
     def from_upload(checkpoint: str | None, file: Any) -> list[Any]:
-        return answer(checkpoint, None, file)
+        if not file:
+            return [DRAW_PROMPT, *blank]
+        return respond(models, spec, checkpoint, str(file), max_steps)
 
-    read.click(from_drawing, [picker, sketch], [*outputs, upload])
-    sketch.change(from_drawing, [picker, sketch], [*outputs, upload], trigger_mode="always_last")
-    upload.upload(from_upload, [picker, upload], outputs, api_name="read_upload")
-    picker.change(answer, [picker, sketch, upload], outputs, api_name="read_digit")
+    def again(checkpoint: str | None, file: Any, image: Any) -> list[Any]:
+        if not file and image is None:  # a run picked before anything was drawn
+            return [DRAW_PROMPT, *blank]
+        return respond(models, spec, checkpoint, str(file) if file else image, max_steps)
 
-
-def read_mnist(
-    models: Models, missing: dict[str, str], checkpoint: str | None, drawing: Any, file: Any
-) -> list[Any]:
-    """The MNIST tab's answer to a drawing (Sketchpad's value) or an uploaded file: the text,
-    the 28x28 image, the ten probabilities and the row-by-row picture. A function of its own
-    so that ``seqnets.demo.timing`` times what the server runs, without the page."""
-    composite = drawing.get("composite") if isinstance(drawing, dict) else drawing
-    if composite is None and not file:  # a run picked before anything was drawn
-        return [PROMPT, None, None, None]
-    try:
-        loaded = _loaded(models, checkpoint, missing, "mnist")
-        result = answers.read_digit(loaded, composite, file)
-    except Exception as error:  # shown as one line; the page stays as it was otherwise
-        return [_error_line(error), None, None, None]
-    digit, confidence = result["answer"], result["confidence"]
-    text = f"The network reads **{digit}** ({confidence:.1%} sure)."
-    figure = None
-    if result["rows"] is not None:
-        settled = _settle_row(result["rows"], digit)
-        text += f" It settles on {digit} after row {settled} of {len(result['rows'])}."
-        figure = figures.mnist_rows(np.asarray(result["image"]), result["rows"], digit)
-    else:
-        text += " (bidirectional network: it reads every row both ways, no per-row answer)"
-    label = {str(d): p for d, p in enumerate(result["probs"])}
-    return [text, _enlarged(result["image"]), label, figure]
+    # Every stroke answers, the newest drawing only if strokes come faster than answers;
+    # the upload box is cleared, so that it never shows a file the answer is not about.
+    pad.input(
+        from_drawing,
+        [picker],
+        [*outputs, upload, drawn],
+        trigger_mode="always_last",
+        show_progress="hidden",
+        api_name=f"{name}_drawing",
+    )
+    upload.upload(from_upload, [picker, upload], outputs, api_name=f"{name}_upload")
+    picker.change(again, [picker, upload, drawn], outputs, api_name=f"{name}_again")
 
 
-def _settle_row(rows: list[list[float]], digit: int) -> int:
-    """The first row from which the answer stays ``digit`` to the end."""
-    answers_by_row = np.asarray(rows).argmax(1)
-    row = len(rows)
-    while row > 1 and answers_by_row[row - 2] == digit:
-        row -= 1
-    return row
-
-
-def _text_tab(
-    task: str,
-    runs: list[Run],
-    defaults: dict[str, Run],
-    missing: dict[str, str],
-    prompt: str,
-    example: str,
-    elem: str,
-    respond: Callable[[str | None, str], list[Any]],
-) -> None:
-    """A tab where a person types an input: picker, text box, button, answer, figure."""
-    _notice(task, missing)
-    picker = _picker(task, runs, defaults.get(task), f"{elem}-model")
+def _text_tab(spec: TabSpec, models: Models, max_steps: int) -> None:
+    """A tab where a person types an input: picker, text box, button, answer, picture."""
+    name, tab = spec.name, spec.tab
+    picker = _picker(spec)
     with gr.Row():
-        text = gr.Textbox(label=prompt, value=example, scale=4, elem_id=f"{elem}-input")
-        button = gr.Button("Answer", variant="primary", scale=1, elem_id=f"{elem}-go")
-    said = gr.Markdown(elem_id=f"{elem}-answer")
-    plot = gr.Plot(label="step by step", format="png", elem_id=f"{elem}-plot")
-    button.click(respond, [picker, text], [said, plot], api_name=elem)
-    text.submit(respond, [picker, text], [said, plot])
-    picker.change(respond, [picker, text], [said, plot])
+        text = gr.Textbox(label=tab.prompt, value=tab.example, scale=4, elem_id=f"{name}-input")
+        button = gr.Button("Answer", variant="primary", scale=1, elem_id=f"{name}-go")
+    outputs = _outputs(spec)
 
+    def answer(checkpoint: str | None, value: str) -> list[Any]:
+        return respond(models, spec, checkpoint, value, max_steps)
 
-def _add_tab(runs, defaults, models, missing, max_bits: int) -> None:
-    def respond(checkpoint: str | None, text: str) -> list[Any]:
-        try:
-            result = answers.add(_loaded(models, checkpoint, missing, "binary_add"), text, max_bits)
-        except Exception as error:
-            return [_error_line(error), None]
-        verdict = "right" if result["pred"] == result["true"] else "wrong"
-        lines = [
-            f"{result['a']} + {result['b']} = **{result['pred']}** "
-            f"(the network's answer; the true sum is {result['true']}: {verdict}, "
-            f"{result['wrong_bits']} wrong bit(s) of {result['bits']})",
-            "",
-            "```",
-            f"network  {result['pred_bits']}",
-            f"true     {result['true_bits']}",
-            *([f"wrong    {result['marks']}"] if result["wrong_bits"] else []),
-            "```",
-        ]
-        if result["unit"] is None:
-            lines.append("No state unit follows the carry in this network.")
-        return ["\n".join(lines), figures.sum_bits(result)]
-
-    _text_tab(
-        "binary_add",
-        runs,
-        defaults,
-        missing,
-        f"two numbers, decimal or 0b bits, e.g. 263604+493034 or 0b1011+0b110 "
-        f"(up to {max_bits} bits)",
-        "263604+493034",
-        "add",
-        respond,
-    )
-
-
-def _remember_tab(runs, defaults, models, missing, max_len: int) -> None:
-    def respond(checkpoint: str | None, text: str) -> list[Any]:
-        try:
-            loaded = _loaded(models, checkpoint, missing, "remember")
-            result = answers.remember(loaded, text, max_len)
-        except Exception as error:
-            return [_error_line(error), None]
-        verdict = "right" if result["pred"] == result["true"] else "wrong"
-        sure = f" ({result['confidence']:.1%} sure)" if result["confidence"] is not None else ""
-        line = (
-            f"The digit at index K={result['K']}: the network answers **{result['pred']}**"
-            f"{sure}; the list has {result['true']} there ({verdict})."
-        )
-        if len(result["sequence"]) > loaded.datamodule.max_len:
-            line += f" The list is longer than any it trained on ({loaded.datamodule.max_len})."
-        figure = figures.remember_steps(result) if result["steps"] is not None else None
-        return [line, figure]
-
-    _text_tab(
-        "remember",
-        runs,
-        defaults,
-        missing,
-        f"a list of digits 0-9, e.g. 6,8,0,2,8,7 or 680287 (up to {max_len})",
-        "6,8,0,2,8,7",
-        "remember",
-        respond,
-    )
+    button.click(answer, [picker, text], outputs, api_name=name)
+    text.submit(answer, [picker, text], outputs)
+    picker.change(answer, [picker, text], outputs)

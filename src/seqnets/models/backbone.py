@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from seqnets.errors import check_bool, check_choice, check_int, check_real
-from seqnets.models.cells import CELLS, Cell
+from seqnets.errors import ConfigError, check_bool, check_int, check_real
+from seqnets.models.cells import CELLS, Cell, cell_class, cell_name
 
-__all__ = ["CELLS", "RecurrentBackbone", "describe_model", "parameter_count"]
+__all__ = ["CELLS", "RecurrentBackbone", "cell_class", "describe_model", "parameter_count"]
+
+# Parameters, gradients and Adam's two moments, in float32.
+BYTES_PER_PARAMETER = 16
 
 
 def describe_model(cell: str, hidden: int, num_layers: int = 1, bidirectional: bool = False) -> str:
-    """A short name for a backbone, shared by figures and tables: ``bilstm h=128 x2``."""
+    """A short name for a backbone, shared by figures and tables: ``bilstm h=128 x2`` (a cell
+    named by import path by its class name: ``IndRNN h=8``)."""
     layers = f" x{num_layers}" if num_layers > 1 else ""
-    return f"{'bi' if bidirectional else ''}{cell} h={hidden}{layers}"
+    return f"{'bi' if bidirectional else ''}{cell_name(cell)} h={hidden}{layers}"
 
 
 def parameter_count(
@@ -52,12 +58,15 @@ def _meta_count(
     input_size: int, cell: str, hidden: int, num_layers: int, bidirectional: bool
 ) -> int:
     with torch.device("meta"):
-        rnn = CELLS[cell](input_size, hidden, num_layers=num_layers, bidirectional=bidirectional)
+        rnn = cell_class(cell)(
+            input_size, hidden, num_layers=num_layers, bidirectional=bidirectional
+        )
     return sum(p.numel() for p in rnn.parameters())
 
 
 class RecurrentBackbone(nn.Module):
-    """A stack of recurrent layers (any cell of :data:`CELLS`) that reads a batch of
+    """A stack of recurrent layers (a cell of :data:`CELLS`, or any class under the cell
+    contract named by import path) that reads a batch of
     (possibly ragged) sequences.
 
     It returns the per-step outputs (for per-step readouts such as binary addition) and the
@@ -78,17 +87,13 @@ class RecurrentBackbone(nn.Module):
         orthogonal: bool = True,
     ) -> None:
         super().__init__()
-        self.cell = check_choice("model.cell", cell, tuple(CELLS))
-        self.hidden = check_int("model.hidden", hidden, 1)
-        self.num_layers = check_int("model.num_layers", num_layers, 1)
-        check_int("input_size", input_size, 1)
-        dropout = check_real("model.dropout", dropout, 0.0, 1.0, high_open=True)
-        forget_bias = check_real("model.forget_bias", forget_bias)
-        check_bool("model.orthogonal", orthogonal)
-        self.bidirectional = check_bool("model.bidirectional", bidirectional)
+        self.cell, self.hidden, self.num_layers, self.bidirectional = self.check_arguments(
+            input_size, cell, hidden, num_layers, bidirectional, dropout, forget_bias, orthogonal
+        )
+        cls = cell_class(cell)
         self.num_directions = 2 if self.bidirectional else 1
         self.output_size = self.hidden * self.num_directions
-        self.rnn: Cell = CELLS[cell](
+        self.rnn: Cell = cls(
             input_size,
             hidden,
             num_layers=num_layers,
@@ -99,6 +104,41 @@ class RecurrentBackbone(nn.Module):
         )
         # The cell's own initialisation: see each cell's init_weights.
         self.rnn.init_weights(forget_bias=forget_bias, orthogonal=orthogonal)
+
+    @staticmethod
+    def check_arguments(
+        input_size: int,
+        cell: str = "lstm",
+        hidden: int = 128,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        forget_bias: float = 1.0,
+        orthogonal: bool = True,
+    ) -> tuple[str, int, int, bool]:
+        """The constructor's arguments checked, without building anything: the config check
+        calls it before any work, the constructor again. A network too large for this
+        machine's memory (parameters, gradients and Adam's state over half of it) is refused
+        here rather than by the kernel's out-of-memory killer. Returns (cell, hidden, layers,
+        bidirectional)."""
+        cell_class(cell)  # a built-in name, or a class under the cell contract
+        hidden = check_int("model.hidden", hidden, 1)
+        num_layers = check_int("model.num_layers", num_layers, 1)
+        check_int("input_size", input_size, 1)
+        check_real("model.dropout", dropout, 0.0, 1.0, high_open=True)
+        check_real("model.forget_bias", forget_bias)
+        check_bool("model.orthogonal", orthogonal)
+        bidirectional = check_bool("model.bidirectional", bidirectional)
+        params = parameter_count(input_size, cell, hidden, num_layers, bidirectional)
+        need = params * BYTES_PER_PARAMETER
+        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        if need > have / 2:
+            raise ConfigError(
+                f"model.hidden={hidden} (x{num_layers} layers) is not allowed here: {params:,} "
+                f"parameters need about {need / 2**30:,.1f} GiB with their gradients and "
+                f"Adam's state, more than half of this machine's {have / 2**30:.0f} GiB"
+            )
+        return cell, hidden, num_layers, bidirectional
 
     def describe(self) -> str:
         """A short name for titles, e.g. ``bilstm h=128 x2``."""

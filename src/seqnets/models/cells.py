@@ -1,64 +1,25 @@
-"""Recurrent cells: one class each, all behind one contract (:class:`Cell`).
+"""The built-in recurrent cells (RNN, LSTM, GRU, minGRU), each under the cell contract
+(:mod:`seqnets.models.cell_contract`), and :func:`cell_class`, the one lookup from a
+``model.cell`` name to a class.
 
-:data:`CELLS` is the only place that names the cells; the backbone, the config checks and the
-size estimate all read it, so a new cell is one class here and one line in :data:`CELLS`.
+:data:`CELLS` is the only place that names the built-in cells; :func:`cell_class` also takes a
+class by import path (``model.cell=mycells.IndRNN``), so a cell written in a user's own folder
+needs no change here.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
-from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
-
-class Cell(ABC):
-    """The cell contract: what :class:`~seqnets.models.backbone.RecurrentBackbone` relies on.
-
-    A cell is an ``nn.Module`` (this class is a mixin beside it) with
-
-    - a constructor ``(input_size, hidden, num_layers=1, bidirectional=False, dropout=0.0,
-      batch_first=True)``; ``dropout`` acts between stacked layers only, in training;
-    - ``forward(input)``, ``input`` a (batch, steps, features) tensor (with
-      ``batch_first=True``) or a ``PackedSequence``, returning ``(output, state)``: ``output``
-      of the same kind as ``input`` (packed exactly as the input was), with features
-      ``hidden * directions`` (forward direction first) for the top layer at every step, zero
-      past each sequence's end once padded; ``state`` either ``h_n`` of shape
-      (num_layers * directions, batch, hidden) (layer by layer, forward before backward,
-      each sequence's state at its true last step, the backward direction's after the first
-      step) or a tuple whose first element is ``h_n`` (as ``nn.LSTM`` returns ``(h_n, c_n)``).
-      A ragged batch never lets padding change a state; the backward direction starts from
-      a zero state at each sequence's own last real step;
-    - ``init_weights(forget_bias, orthogonal)``: the cell's own initialisation, called once
-      after construction (``forget_bias``: a remember-by-default bias where the cell has a
-      gate for it; ``orthogonal``: orthogonal recurrent weights, one block per gate, where
-      the cell has recurrent weights);
-    - ``states(x, lengths)``: the top layer's per-step states besides its outputs, a dict
-      name -> (batch, steps, hidden * directions) tensor laid out as the outputs (zero past
-      each end); ``{}`` when the outputs are the whole state (RNN, GRU, minGRU);
-      ``extra_states`` names its keys, in order (the units an inside analysis lists);
-    - ``gates``: how many gate blocks are stacked in each weight matrix.
-
-    Parameter names are the cell's own; the ``nn.RNN``/``nn.LSTM``/``nn.GRU`` wrappers keep
-    PyTorch's names so that their checkpoints load unchanged.
-    """
-
-    gates: ClassVar[int] = 1
-    extra_states: ClassVar[tuple[str, ...]] = ()
-
-    @abstractmethod
-    def init_weights(self, forget_bias: float, orthogonal: bool) -> None:
-        """The cell's initialisation (see the class docstring)."""
-
-    def states(
-        self, x: torch.Tensor, lengths: torch.Tensor | None = None
-    ) -> dict[str, torch.Tensor]:
-        """Per-step states of the top layer besides the outputs; none by default."""
-        return {}
+from seqnets.errors import ConfigError
+from seqnets.models.cell_contract import Cell, check_cell_class, repack
 
 
 def _pytorch_init(module: nn.RNNBase, gates: int, orthogonal: bool) -> None:
@@ -77,23 +38,9 @@ class PyTorchCell(Cell):
     to ``nn.RNN``/``nn.LSTM``/``nn.GRU``, which come after this class in each wrapper's
     bases) and their initialisation."""
 
-    def __init__(
-        self,
-        input_size: int,
-        hidden: int,
-        num_layers: int = 1,
-        bidirectional: bool = False,
-        dropout: float = 0.0,
-        batch_first: bool = True,
-    ) -> None:
-        super().__init__(
-            input_size,
-            hidden,
-            num_layers=num_layers,
-            bidirectional=bidirectional,
-            dropout=dropout,
-            batch_first=batch_first,
-        )
+    def __init__(self, input_size: int, hidden: int, batch_first: bool = True, **options: Any):
+        # ``options``: the contract's num_layers, bidirectional and dropout, PyTorch's names.
+        super().__init__(input_size, hidden, batch_first=batch_first, **options)
 
     @torch.no_grad()
     def init_weights(self, forget_bias: float = 1.0, orthogonal: bool = True) -> None:
@@ -143,16 +90,10 @@ class LSTM(PyTorchCell, nn.LSTM):
     def replay(
         self, x: torch.Tensor, lengths: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-step hidden and cell states of the top layer over ``x`` (batch, steps,
-        features), ``lengths`` marking ragged sequences: two tensors of shape (batch, steps,
-        hidden * directions), forward direction first and zero past each sequence's end, as
-        the backbone's packed LSTM lays out its outputs.
-
-        ``nn.LSTM`` returns the cell state only after the last step, and the cell state is
-        where an LSTM may keep e.g. a carry, so the LSTM equations are replayed here from the
-        module's own weights (PyTorch's gate order i, f, g, o), layer by layer and direction
-        by direction. Inter-layer dropout is not applied: this is an eval-mode analysis.
-        """
+        """Per-step hidden and cell states of the top layer, laid out as the backbone's
+        outputs. ``nn.LSTM`` returns the cell state only after the last step, and the cell
+        state is where an LSTM may keep e.g. a carry, so the equations are replayed here from
+        the module's own weights (no inter-layer dropout: an eval-mode analysis)."""
         if self.proj_size:
             raise ValueError("LSTM.states does not handle LSTMs with proj_size > 0")
         if not self.batch_first:
@@ -212,14 +153,9 @@ class MinGRU(nn.Module, Cell):
 
         z_t = sigmoid(W_z x_t + b_z),  h~_t = W_h x_t + b_h,  h_t = (1 - z_t) * h_{t-1} + z_t * h~_t
 
-    computed here in its sequential form (a loop over steps). Layer ``l`` reads layer
-    ``l - 1``'s outputs (dropout between layers in training); bidirectional layers read the
-    reversed sequence from a zero state at each sequence's own last real step. The outputs
-    are the states, so :meth:`states` returns ``{}``.
-
-    Parameters, per layer and direction (``_reverse`` for the backward one):
-    ``weight_ih_l{k}`` (2 * hidden, inputs) and ``bias_ih_l{k}`` (2 * hidden), the z and h~
-    blocks stacked in that order (``gates = 2``). There are no recurrent weights.
+    computed here in its sequential form (a loop over steps). Parameters per layer and
+    direction: ``weight_ih_l{k}`` and ``bias_ih_l{k}`` (``_reverse`` for the backward one),
+    the z and h~ blocks stacked (``gates = 2``); no recurrent weights.
     """
 
     gates = 2
@@ -318,7 +254,7 @@ class MinGRU(nn.Module, Cell):
             layer_input = torch.cat(outs, dim=-1)
         h_n = torch.stack(finals)
         if packed:
-            return _repack(layer_input, input), h_n
+            return repack(layer_input, input), h_n
         return (layer_input if self.batch_first else layer_input.transpose(0, 1)), h_n
 
 
@@ -339,22 +275,39 @@ def _mingru_direction(
     return torch.stack(outs, dim=1), h
 
 
-def _repack(padded: torch.Tensor, like: PackedSequence) -> PackedSequence:
-    """Pack ``padded`` (batch, steps, features), in the caller's batch order, exactly as
-    ``like`` was packed: same batch sizes and the same sorting."""
-    order = like.sorted_indices
-    if order is not None:
-        padded = padded.index_select(0, order.to(padded.device))
-    batch_sizes = like.batch_sizes
-    # Sorted by length, sequence b is longer than step t exactly when b < batch_sizes[t].
-    lengths = (batch_sizes[None, :] > torch.arange(padded.shape[0])[:, None]).sum(1)
-    data = pack_padded_sequence(padded, lengths, batch_first=True, enforce_sorted=True).data
-    return PackedSequence(data, batch_sizes, like.sorted_indices, like.unsorted_indices)
-
-
 CELLS: dict[str, type[Cell]] = {
     "rnn": RNN,
     "lstm": LSTM,
     "gru": GRU,
     "mingru": MinGRU,
 }
+
+
+def cell_class(name: str) -> type[Cell]:
+    """The cell class ``model.cell`` names: a built-in cell by its :data:`CELLS` name, or any
+    class by import path (``mycells.IndRNN``, importable from ``PYTHONPATH``), checked against
+    the contract's declarations before anything is built, so that a class that is not a cell
+    fails here in one line instead of deep inside the first training step."""
+    if isinstance(name, str) and name in CELLS:
+        return CELLS[name]
+    if not isinstance(name, str) or "." not in name:
+        raise ConfigError(
+            f"model.cell={name!r} is not allowed: choose one of {', '.join(CELLS)} or give a "
+            f"class by import path (e.g. mycells.IndRNN)"
+        )
+    try:
+        module, _, attribute = name.rpartition(".")
+        cls = getattr(importlib.import_module(module), attribute)
+    except (ImportError, AttributeError, ValueError) as error:
+        raise ConfigError(
+            f"model.cell={name!r} cannot be imported ({type(error).__name__}: {error}); is "
+            f"its folder on PYTHONPATH?"
+        ) from None
+    check_cell_class(cls, name)
+    return cls
+
+
+def cell_name(name: str) -> str:
+    """The short name of a cell in titles and tables: ``lstm``, or ``IndRNN`` for
+    ``mycells.IndRNN``."""
+    return str(name).rsplit(".", 1)[-1]

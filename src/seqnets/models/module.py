@@ -20,6 +20,7 @@ from torchmetrics import MeanMetric, MetricCollection
 from seqnets.errors import check_real
 from seqnets.models.backbone import RecurrentBackbone
 from seqnets.models.objectives import Batch, Objective
+from seqnets.runtime import environment
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +52,10 @@ class SequenceModule(L.LightningModule):
         config: dict | None = None,
     ) -> None:
         super().__init__()
-        self.l2 = check_real("l2", l2, 0.0)
-        self.gradient_clip = (
-            None if gradient_clip is None else check_real("task.gradient_clip", gradient_clip, 0.0)
-        )
+        # The learning rate is checked here, before any data is read, not when the Trainer
+        # starts.
         lr = getattr(optimizer, "keywords", {}).get("lr")
-        if lr is not None:
-            # Checked here, before any data is read, rather than when the Trainer starts.
-            check_real("optimizer.lr", lr, 0.0, low_open=True)
+        self.l2, self.gradient_clip = self.check_arguments(l2, gradient_clip, lr)
         self.save_hyperparameters(ignore=["backbone", "objective", "optimizer", "scheduler"])
         self.backbone = backbone
         self.objective = objective
@@ -73,6 +70,19 @@ class SequenceModule(L.LightningModule):
         self.test_outputs: dict[str, torch.Tensor] = {}
         self._test_parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self._scheduler_interval: str | None = None  # "step" or "epoch", once configured
+
+    @staticmethod
+    def check_arguments(
+        l2: float = 0.0, gradient_clip: float | None = None, lr: float | None = None
+    ) -> tuple[float, float | None]:
+        """The constructor's own numbers (``lr``: the optimiser partial's), checked without
+        building anything: the config check calls it before any work. Returns (l2,
+        gradient_clip)."""
+        if lr is not None:
+            check_real("optimizer.lr", lr, 0.0, low_open=True)
+        if gradient_clip is not None:
+            check_real("task.gradient_clip", gradient_clip, 0.0)
+        return check_real("l2", l2, 0.0), gradient_clip
 
     @classmethod
     def from_config(cls, cfg: DictConfig, input_size: int) -> SequenceModule:
@@ -279,6 +289,27 @@ def logged_scores(results: dict[str, Any]) -> dict[str, float]:
     """What ``trainer.test`` returns, as plain numbers. (Runs made before 0.2 also logged
     the "step" and "epoch" axes: not scores.)"""
     return {key: float(value) for key, value in results.items() if key not in ("step", "epoch")}
+
+
+def scored_record(
+    module: SequenceModule, test: dict[str, Any], config: Any = None, **more: Any
+) -> dict[str, Any]:
+    """The run record (``metrics.json``) of a scored network, as training and ``evaluate``
+    both write it, so that every reader (the report, ``summarize``, the demo) finds the same
+    keys: what the network is (task, cell, size, seed, parameters, ``config``: the module's
+    own unless given), its test scores, ``more``, and the machine that scored it."""
+    config = module.hparams["config"] if config is None else config
+    return {
+        "task": config["task"]["name"],
+        "cell": config["model"]["cell"],
+        "hidden": config["model"]["hidden"],
+        "seed": config["seed"],
+        "test": logged_scores(test),
+        "num_parameters": sum(p.numel() for p in module.parameters()),
+        **more,
+        **environment(),
+        "config": config,
+    }
 
 
 def gather_ragged(module: L.LightningModule, values: torch.Tensor) -> torch.Tensor:

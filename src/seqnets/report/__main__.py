@@ -14,7 +14,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from seqnets import CONFIG_PATH, __version__, records, runs
+from seqnets import CONFIG_PATH, __version__, records, reuse
 from seqnets.report import plan as planning
 from seqnets.report.render import render_all
 from seqnets.runtime import environment
@@ -49,25 +49,32 @@ def commands(cfg: DictConfig) -> dict[str, str]:
     """The command that reproduces each section's table, and its runs."""
     quick = " quick=true" if cfg.quick else ""
     seeds = ",".join(map(str, cfg.seeds))
+    search = "".join(f" '{o}'" for o in planning.searchpath_overrides())
     out = {}
     for section in planning_sections(cfg):
         experiments = ",".join(planning.experiments_of(cfg, section))
         out[section] = (
-            f"python -m seqnets.report sections=[{section}] seeds=[{seeds}]{quick}  (its runs: "
-            f"python -m seqnets.train -m experiment={experiments} seed={seeds}"
-            f"{''.join(' ' + o for o in planning.budget(cfg))})"
+            f"python -m seqnets.report sections=[{section}] seeds=[{seeds}]{quick}{search}  (its "
+            f"runs: python -m seqnets.train -m experiment={experiments} seed={seeds}"
+            f"{''.join(' ' + o for o in planning.budget(cfg))}{search})"
         )
     return out
 
 
 def planning_sections(cfg: DictConfig) -> list[str]:
+    """The chosen sections, each with at least one experiment config; a section without one
+    says where its configs go (a user's task: their own config folder, on the search path)."""
     unknown = [s for s in cfg.sections if not planning.experiments_of(cfg, s)]
     if unknown:
         from seqnets.errors import ConfigError
 
+        known = sorted(set(cfg.experiments) | set(planning.sections_found()))
         raise ConfigError(
-            f"sections={list(cfg.sections)} is not allowed: {unknown} unknown; choose from "
-            f"{', '.join(cfg.experiments)} or a folder of conf/experiment/"
+            f"sections={list(cfg.sections)} is not allowed: no experiment configs for "
+            f"{', '.join(unknown)} (choose from {', '.join(known)}). A section is a folder of "
+            f"experiment configs: write <your conf>/experiment/{unknown[0]}/<run>.yaml (a "
+            f"'# @package _global_' file choosing task and model; `python -m seqnets.new task "
+            f"{unknown[0]}` writes one) and add hydra.searchpath=[file://<your conf>]"
         )
     return list(cfg.sections)
 
@@ -93,7 +100,7 @@ def build(cfg: DictConfig) -> Path:
 
     say(f"planning {', '.join(sections)} x seeds {list(cfg.seeds)}")
     plan = planning.make_plan(cfg)
-    roots = runs.roots(cfg.runs_dir)
+    roots = reuse.roots(cfg.runs_dir)
     planning.find_done(plan, roots)
     found = sum(planning.is_done(p) for p in plan)
     jobs = Counter()
@@ -111,8 +118,8 @@ def build(cfg: DictConfig) -> Path:
     info = {
         "date": datetime.now().strftime("%Y-%m-%d %H:%M"),
         "wall_s": time.monotonic() - start,
-        "trained": jobs[runs.TRAINED] + jobs[runs.RESUMED],
-        "reused": found + jobs[runs.REUSED],
+        "trained": jobs[reuse.TRAINED] + jobs[reuse.RESUMED],
+        "reused": found + jobs[reuse.REUSED],
         "machine": env["machine"],
         "versions": env["versions"],
         "commit": git_commit(),
@@ -141,16 +148,9 @@ def build(cfg: DictConfig) -> Path:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="report")
-@records.exits_on_write_fault
+@records.entry_point
 def main(cfg: DictConfig) -> None:
-    from seqnets.errors import EXIT_USAGE, ConfigError
-
-    try:
-        build(cfg)
-    except ConfigError as error:
-        records.discard_run_dir(cfg.paths.output_dir)  # no report: leave no empty build
-        sys.stderr.write(f"seqnets: error: {error}\n")
-        sys.exit(EXIT_USAGE)
+    build(cfg)  # a ConfigError: no report, and no empty build left (records.entry_point)
 
 
 if __name__ == "__main__":

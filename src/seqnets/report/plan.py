@@ -2,7 +2,7 @@
 
 A report run is an experiment config and a seed; what makes two runs the same (their
 identity), finding them and training them without ever training one twice is
-``seqnets.runs``, shared with the sweeps of ``python -m seqnets.train -m``. A completed run
+``seqnets.reuse``, shared with the sweeps of ``python -m seqnets.train -m``. A completed run
 under ``outputs/`` with the planned identity is reused, so an interrupted build resumes where
 it stopped and a second build with nothing changed trains nothing. The missing runs are
 trained through the same CLI a user types, as Hydra multiruns (the joblib launcher runs jobs
@@ -23,11 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from hydra import compose
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from seqnets import configs, records, runs
-from seqnets.models.backbone import parameter_count
+from seqnets import records, reuse
+from seqnets.cost import run_minutes
+from seqnets.runtime import Progress
 from seqnets.tasks import task_of
 
 
@@ -39,8 +41,8 @@ class Planned:
     experiment: str
     seed: int
     identity: str
-    cost: float  # rough training milliseconds on one core, for job order and the time left
     config: dict[str, Any] = field(default_factory=dict, repr=False)  # as planned, resolved
+    cost: float = 0.0  # estimated minutes, for job order and the time left (missing runs)
     run: dict[str, Any] | None = field(default=None)
 
     @property
@@ -51,49 +53,61 @@ class Planned:
 def planned_config(overrides: list[str]) -> dict[str, Any]:
     """The resolved config ``python -m seqnets.train <overrides>`` would run (its directory a
     placeholder), composed with the report's own Hydra."""
-    cfg = compose(config_name="train", overrides=overrides)
+    cfg = compose(config_name="train", overrides=[*overrides, *searchpath_overrides()])
     with open_dict(cfg):
-        cfg.paths.output_dir = runs.RUN
+        cfg.paths.output_dir = reuse.RUN
     return OmegaConf.to_container(cfg, resolve=True)
 
 
-def cost(config: dict[str, Any]) -> float:
-    """Rough milliseconds of training on one core of this project's CPU: a fixed ~6 ms per
-    step (the framework, the optimiser, small kernels) plus time proportional to time steps x
-    recurrent weights x batch (fitted to MNIST LSTM-128 at ~25 ms per step). Orders the jobs
-    (heaviest first) and gives the first estimate of the time left. The work is the task's
-    DataModule's, built from the config (which reads no files): its batches per epoch, its
-    sequence lengths (their midpoint where it draws a range) and its inputs per step."""
-    model = config["model"]
-    datamodule = task_of(config["task"]).datamodule()
-    steps, longest = datamodule.train_work()
-    length = (getattr(datamodule, "min_len", longest) + longest) / 2
-    limit = config["trainer"].get("limit_train_batches")
-    if isinstance(limit, int):
-        steps = min(steps, limit)
-    weights = parameter_count(
-        datamodule.num_features,
-        model["cell"],
-        model["hidden"],
-        model["num_layers"],
-        model["bidirectional"],
-    )
-    per_step = 6.0 + 1.3e-7 * length * weights * datamodule.batch_size
-    return config["trainer"]["max_epochs"] * steps * per_step
+def estimate(config: dict[str, Any]) -> float:
+    """Estimated minutes of a planned run (``seqnets.cost``, the same estimate a run makes of
+    itself): orders the jobs (heaviest first) and gives the first estimate of the time left.
+    The task's DataModule is built from the config, which reads no files."""
+    cfg = OmegaConf.create(config)
+    training, study = run_minutes(cfg, task_of(config["task"]).datamodule())
+    return training + study
+
+
+def searchpath_overrides() -> list[str]:
+    """``hydra.searchpath=[...]`` as the report was given it (none: ``[]``), for every config
+    it composes and every training command it starts: a user's own config folder (their
+    tasks, models and experiments) is found by the report exactly as by the train command."""
+    try:
+        entries = list(HydraConfig.get().searchpath)
+    except ValueError:  # not inside a Hydra app (a test composing on its own)
+        return []
+    return [f"hydra.searchpath=[{','.join(entries)}]"] if entries else []
 
 
 def experiments_of(cfg: DictConfig, section: str) -> list[str]:
     """The section's experiments: report.yaml's ``experiments.<section>``, else every
-    ``conf/experiment/<section>/*.yaml`` (sorted), so a new task needs no edit there. (An
-    experiment in a user's own config folder is named in ``experiments.<section>``.)"""
+    ``experiment/<section>/*.yaml`` of every folder of Hydra's search path (the package's
+    configs and the user's ``hydra.searchpath``), sorted, so a new task needs no edit here.
+    Listed through Hydra's own config loader, so configs shipped inside the package are found
+    as well as those in a folder."""
     listed = (cfg.get("experiments") or {}).get(section)
     if listed is not None:
         return list(listed)
-    folder = configs() / "experiment" / section
-    if not folder.is_dir():
-        return []
-    names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".yaml"))
-    return [f"{section}/{name.removesuffix('.yaml')}" for name in names]
+    if not GlobalHydra.instance().is_initialized():
+        raise RuntimeError("experiments_of lists configs through Hydra: initialize it first")
+    loader = GlobalHydra.instance().config_loader()
+    names = loader.get_group_options(
+        f"experiment/{section}", config_name="train", overrides=searchpath_overrides()
+    )
+    return [f"{section}/{name}" for name in sorted(names)]
+
+
+def sections_found() -> list[str]:
+    """The folders of ``experiment/`` in Hydra's search path: the sections a report can
+    build without an ``experiments`` entry."""
+    from hydra.core.object_type import ObjectType
+
+    loader = GlobalHydra.instance().config_loader()
+    return sorted(
+        loader.get_group_options(
+            "experiment", ObjectType.GROUP, config_name="train", overrides=searchpath_overrides()
+        )
+    )
 
 
 def make_plan(cfg: DictConfig) -> list[Planned]:
@@ -105,7 +119,7 @@ def make_plan(cfg: DictConfig) -> list[Planned]:
                 overrides = [f"experiment={experiment}", f"seed={seed}", *budget(cfg)]
                 config = planned_config(overrides)
                 plan.append(
-                    Planned(section, experiment, seed, runs.identity(config), cost(config), config)
+                    Planned(section, experiment, seed, reuse.identity(config), config=config)
                 )
     return plan
 
@@ -120,17 +134,17 @@ def find_done(plan: list[Planned], roots: list[Path]) -> list[dict[str, Any]]:
     completed or diverged (a diverged run is a result: the same seed would diverge again),
     else the newest other (failed, unfinished), so the report can say so. Returns every run
     read."""
-    by_identity, seen = runs.index(roots)
+    by_identity, seen = reuse.index(roots)
     for item in plan:
         candidates = by_identity.get(item.identity, [])
         final = [r for r in candidates if is_final(r)]
-        item.run = runs.newest(final) or runs.newest(candidates)
+        item.run = reuse.newest(final) or reuse.newest(candidates)
     return seen
 
 
 # The statuses that are a report's results; a run found failed is trained again.
 FINAL = (records.COMPLETED, records.DIVERGED)
-RETRAIN = tuple(status for status in runs.RESULTS if status not in FINAL)
+RETRAIN = tuple(status for status in reuse.RESULTS if status not in FINAL)
 
 
 def is_final(record: dict[str, Any]) -> bool:
@@ -151,6 +165,8 @@ def train_missing(cfg: DictConfig, plan: list[Planned], log_path: Path, say: Any
     if not missing:
         say("every run is already there: nothing to train")
         return done
+    for item in missing:
+        item.cost = estimate(item.config)
     by_identity = {item.identity: item for item in missing}
     by_experiment: dict[str, list[Planned]] = defaultdict(list)
     for item in missing:
@@ -161,12 +177,12 @@ def train_missing(cfg: DictConfig, plan: list[Planned], log_path: Path, say: Any
     for experiment, items in sorted(by_experiment.items(), key=lambda kv: -kv[1][0].cost):
         groups[tuple(sorted(i.seed for i in items))].append(experiment)
     found = len(plan) - len(missing)
-    guess = sum(i.cost for i in missing) / max(1, cfg.parallel) / 60_000
+    guess = sum(i.cost for i in missing) / max(1, cfg.parallel)
     say(
         f"{len(missing)} of {len(plan)} runs to train ({found} found done); first estimate "
         f"{guess:.0f} min, refined as runs finish"
     )
-    clock = Progress(len(missing), sum(i.cost for i in missing))
+    clock, runs_done = Progress(sum(i.cost for i in missing)), 0
     for seeds, experiments in groups.items():
         stamp = datetime.now().strftime("%Y-%m-%d/%H-%M-%S-%f")
         sweep_dir = Path(cfg.runs_dir) / "multirun" / stamp
@@ -175,8 +191,8 @@ def train_missing(cfg: DictConfig, plan: list[Planned], log_path: Path, say: Any
             f"experiment={','.join(experiments)}",
             f"seed={','.join(map(str, seeds))}",
             *budget(cfg),
+            *searchpath_overrides(),
             *launcher(cfg),
-            *searchpath(),
             f"hydra.sweep.dir={sweep_dir}",
             "callbacks.progress_bar.refresh_rate=0",
             "trainer.enable_model_summary=false",
@@ -200,51 +216,32 @@ def train_missing(cfg: DictConfig, plan: list[Planned], log_path: Path, say: Any
                     finished.add(run_dir)
                     record = records.read_run(run_dir)
                     config = record["config"]
-                    item = by_identity.get(runs.identity(config)) if config else None
-                    say(clock.tick(record, item.cost if item else 0.0, sweep_dir))
+                    item = by_identity.get(reuse.identity(config)) if config else None
+                    clock.advance(item.cost if item else 0.0)
+                    runs_done += 1
+                    say(progress_line(clock, (runs_done, len(missing)), record, sweep_dir))
                 if exited:
                     break
                 time.sleep(2)
         if process.returncode not in (0, 1):  # 1: some jobs failed, which the report shows
             raise SystemExit(process.returncode)
-        done += runs.tally(records.run_dirs(sweep_dir))
+        done += reuse.count_outcomes(records.run_dirs(sweep_dir))
     return done
 
 
-class Progress:
-    """``run n of N``, what finished, what is training, and the time left (from the planned
-    costs of the runs done so far against the time they took)."""
-
-    def __init__(self, total: int, total_cost: float) -> None:
-        self.total, self.total_cost = total, total_cost
-        self.done, self.done_cost, self.start = 0, 0.0, time.monotonic()
-
-    def tick(self, record: dict[str, Any], cost: float, sweep_dir: Path) -> str:
-        self.done += 1
-        self.done_cost += cost
-        elapsed = time.monotonic() - self.start
-        left = (
-            elapsed / self.done_cost * (self.total_cost - self.done_cost) if self.done_cost else 0
-        )
-        running = [
-            d.name for d in records.run_dirs(sweep_dir) if not (d / records.METRICS).exists()
-        ]
-        status = "" if record["status"] == records.COMPLETED else f" ({record['status']})"
-        status += " (reused: trained by another build meanwhile)" if record.get("reused_in") else ""
-        return (
-            f"run {self.done} of {self.total} done: {Path(record['dir']).name}{status}; "
-            f"training: {', '.join(running) or '-'}; {elapsed / 60:.1f} min so far, "
-            f"about {left / 60:.0f} min left"
-        )
-
-
-def searchpath() -> list[str]:
-    """The report's own ``hydra.searchpath`` (a user's config folder), passed on to the runs
-    it trains: an experiment planned from the user's folder must be found there too."""
-    if not HydraConfig.initialized():
-        return []
-    paths = list(HydraConfig.get().searchpath)
-    return [f"hydra.searchpath=[{','.join(paths)}]"] if paths else []
+def progress_line(
+    clock: Progress, runs: tuple[int, int], record: dict[str, Any], sweep_dir: Path
+) -> str:
+    """``run n of N``, what finished, what is training, and the time left (from the
+    estimated minutes of the runs done so far against the time they took)."""
+    running = [d.name for d in records.run_dirs(sweep_dir) if not (d / records.METRICS).exists()]
+    status = "" if record["status"] == records.COMPLETED else f" ({record['status']})"
+    status += " (reused: trained by another build meanwhile)" if record.get("reused_in") else ""
+    return (
+        f"run {runs[0]} of {runs[1]} done: {Path(record['dir']).name}{status}; "
+        f"training: {', '.join(running) or '-'}; {clock.elapsed() / 60:.1f} min so far, "
+        f"about {clock.left() / 60:.0f} min left"
+    )
 
 
 def launcher(cfg: DictConfig) -> list[str]:

@@ -1,11 +1,6 @@
 """Run directories -> the report (``report.md``, ``report.html``, ``figures/``,
-``results.json``): the header, one section per task and "Inside the networks".
-
-Reads only the runs' files; trains nothing. Each section is its task's
-(``seqnets.tasks.task_of(config)``, found from the section's own runs' configs): its
-``report_section`` (the task's ``report.py``, else ``seqnets.report.generic``) writes the
-tables, observations and figures, its ``report_inside`` the inside subsection. Nothing here
-names a task.
+``results.json``). Reads only the runs' files; each section is written by its task
+(``Task.report_section``, ``Task.report_inside``), so nothing here names a task.
 """
 
 from __future__ import annotations
@@ -14,9 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from seqnets.report.document import Document
-from seqnets.report.generic import best_of
-from seqnets.report.stats import Row
+from seqnets.reportkit.document import Document
+from seqnets.reportkit.stats import Row, best_on_validation
 from seqnets.tasks import task_class, task_of
 from seqnets.tasks.base import Task
 
@@ -107,7 +101,7 @@ def render_all(
         if section in inside:
             pick = next((r for r in rows if r.experiment == inside[section]), None)
         else:
-            pick = best_of(rows)
+            pick = best_on_validation(rows)
         if pick is not None and pick.completed:
             picks.append((task, pick))
     if picks:

@@ -6,6 +6,7 @@ when it has one (a task written outside this package) and else by ``task.name`` 
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -38,10 +39,14 @@ def task_of(config: Mapping[str, Any] | DictConfig) -> Task:
     record's)."""
     target = config.get("_target_")
     if target:
-        try:
-            cls = get_class(target)
-        except Exception as error:  # Hydra wraps import errors in several types
-            raise ConfigError(f"task._target_={target!r} cannot be imported: {error}") from error
+        try:  # not Hydra's get_class: it logs an error of its own before raising
+            module, _, attribute = str(target).rpartition(".")
+            cls = getattr(importlib.import_module(module), attribute)
+        except (ImportError, AttributeError, ValueError) as error:
+            raise ConfigError(
+                f"task._target_={target!r} cannot be imported ({type(error).__name__}: "
+                f"{error}); is its folder on PYTHONPATH?"
+            ) from error
         if not (isinstance(cls, type) and issubclass(cls, Task)):
             raise ConfigError(f"task._target_={target!r} is not a seqnets.tasks.base.Task")
         return cls(config)

@@ -19,9 +19,9 @@ from omegaconf import OmegaConf
 
 from seqnets.data.adding import encode_sequence, make_adding_batch
 from seqnets.errors import ConfigError
-from seqnets.inside import BIDIRECTIONAL_NOTE, readout_by_step
-from seqnets.scoring import forward_batch
-from seqnets.tasks.base import Task
+from seqnets.scoring import forward_batch, readout_by_step
+from seqnets.tasks.analysis import BIDIRECTIONAL_NOTE
+from seqnets.tasks.base import DemoTab, Task
 
 if TYPE_CHECKING:
     from seqnets.models.module import SequenceModule
@@ -33,8 +33,8 @@ CONSTANT_MSE = 2 / 12
 class Adding(Task):
     name = "adding"
     title = "The adding problem"
-    bench = ("model=lstm", "model.hidden=64")
-    knobs = ("train_len",)
+    report_module = "seqnets.tasks.adding.report"
+    setting_keys = ("train_len",)
 
     def predict(self, module: Any, datamodule: Any, value: Any) -> dict[str, Any]:
         rows = []
@@ -70,10 +70,16 @@ class Adding(Task):
             figures["adding_running_sum"] = running_sum_figure(numbers, title)
         return {"running_sum": numbers}, figures
 
-    def report_section(self, doc: Any, rows: list[Any], context: Any) -> None:
-        from seqnets.tasks.adding.report import section
-
-        section(self, doc, rows, context)
+    def demo_tab(self) -> DemoTab:
+        """Numbers typed, two of them starred; answered by the default (``predict``, then
+        the readout after each step: the running sum as the network keeps it)."""
+        return DemoTab(
+            title=self.title,
+            input="numbers",
+            prompt="values in [0, 1], the two to add starred, e.g. 0.3 *0.5 0.1 *0.9 0.2",
+            example="0.3 *0.5 0.1 0.7 *0.9 0.2",
+            steps_label="step by step: the network's answer after each value read",
+        )
 
 
 # -- a user's own sequences ----------------------------------------------------------------------

@@ -1,14 +1,13 @@
-"""The adding problem's report section: the generic table and figures, then the squared
-error against length at multiples of the longest training length, beside the 0.167 of
-always answering 1.0."""
+"""The adding problem's report section: the generic one, then the squared error at multiples
+of the longest training length against the 0.167 of always answering 1.0."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from seqnets.report import generic
-from seqnets.report.document import DASH, Document, bullets, table
-from seqnets.report.stats import Row, by_length, model_name
+from seqnets.reportkit import generic
+from seqnets.reportkit.document import DASH, Document, bullets, table
+from seqnets.reportkit.stats import Row, by_length, model_name
 
 MULTIPLES = (1, 2, 4, 8)
 
@@ -52,7 +51,3 @@ def section(task: Any, doc: Document, rows: list[Row], context: Any) -> None:
         doc.add(table(header, lines))
         doc.add(bullets(sentences))
         doc.results.setdefault(context.section, {})["by_multiple"] = results
-
-
-def inside(task: Any, doc: Document, row: Row) -> None:
-    generic.inside(task, doc, row)

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 from omegaconf import OmegaConf
 
-from seqnets import plots
 from seqnets.data.binary_add import (
     bits_to_int,
     carries,
@@ -22,10 +21,12 @@ from seqnets.data.binary_add import (
     make_binary_add_batch,
     make_mixed_binary_add_batch,
 )
+from seqnets.data.synthetic import length_range
 from seqnets.errors import ConfigError
-from seqnets.inside import CONSTANT_STD, fixed_generator, json_number
 from seqnets.scoring import evaluating, forward_batch
+from seqnets.tasks.analysis import CONSTANT_STD, fixed_generator, json_number
 from seqnets.tasks.base import Task
+from seqnets.tasks.inside_figures import carry_trace_figure, carry_units_figure
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -36,8 +37,9 @@ if TYPE_CHECKING:
 class BinaryAdd(Task):
     name = "binary_add"
     title = "Binary addition"
-    bench = ("model=lstm", "model.hidden=5", "task.train_len=10")
-    knobs = ("train_len", "loss")
+    report_module = "seqnets.tasks.binary_add.report"
+    demo_module = "seqnets.tasks.binary_add.demo"
+    setting_keys = ("train_len", "loss")
 
     def predict(self, module: Any, datamodule: Any, value: Any) -> dict[str, Any]:
         return predict_sums(module, datamodule, value)
@@ -68,23 +70,29 @@ class BinaryAdd(Task):
         correlation = carry_correlation(module, (40, 100), 1000, generator)
         correlation["train_lengths"] = [datamodule.min_len, datamodule.max_len]
         numbers["carry"] = correlation
-        figures["carry_units"] = plots.carry_units_figure(correlation, f"{model}: carry units")
+        figures["carry_units"] = carry_units_figure(correlation, f"{model}: carry units")
         if correlation["best_unit"] is not None:
             trace = carry_trace(module, correlation["best_unit"], 40, generator)
             trace["r"] = correlation["best_r"]
             numbers["carry_trace"] = trace
-            figures["carry_trace"] = plots.carry_trace_figure(trace, f"{model}: carry trace")
+            figures["carry_trace"] = carry_trace_figure(trace, f"{model}: carry trace")
         return numbers, figures
 
-    def report_section(self, doc: Any, rows: list[Any], context: Any) -> None:
-        from seqnets.tasks.binary_add.report import section
+    def demo_score(self) -> str:
+        return "test/exact_acc"
 
-        section(self, doc, rows, context)
+    def demo_rank(self, record: Any) -> tuple[float, ...]:
+        """How often the whole sum is right, then how often on the longest sums scored."""
+        exact = (record.get("test") or {}).get("test/exact_acc")
+        by_length = record.get("by_length") or []
+        longest = by_length[-1].get("exact_acc") if by_length else None
+        return (-1.0 if exact is None else exact, longest or 0.0)
 
-    def report_inside(self, doc: Any, row: Any) -> None:
-        from seqnets.tasks.binary_add.report import inside
+    def demo_state(self, module: Any, datamodule: Any, record: Any) -> dict[str, Any]:
+        """The carry unit shown beside the true carry."""
+        from seqnets.tasks.binary_add.demo import carry_unit
 
-        inside(self, doc, row)
+        return {"carry_unit": carry_unit(module, record)}
 
 
 # -- a user's own sums -----------------------------------------------------------------------
@@ -206,18 +214,6 @@ def carry_states(
     return states
 
 
-def unit_values(states: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Every unit's value at every step, in the order of :func:`unit_labels`."""
-    return states["units"]
-
-
-def _length_range(length: int | tuple[int, int]) -> tuple[int, int]:
-    low, high = (length, length) if isinstance(length, int) else length
-    if not 1 <= low <= high:
-        raise ValueError(f"length={length!r}: give L >= 1 or (min, max) with 1 <= min <= max")
-    return int(low), int(high)
-
-
 def carry_correlation(
     module: SequenceModule,
     length: int | tuple[int, int] = (40, 100),
@@ -232,7 +228,7 @@ def carry_correlation(
     -> r, None for a constant unit), the best unit by |r|, and the network's bit and exact
     accuracy on the same sums, so a strong carry unit can be read against how well it adds.
     """
-    low, high = _length_range(length)
+    low, high = length_range("length", length)
     labels = unit_labels(module)
     # One zero-padded batch, read in chunks of packed sums: a few long tensor operations
     # instead of one pass per length.
@@ -246,7 +242,7 @@ def carry_correlation(
         steps = int(sizes[part].max())  # sorted by length: short chunks stay short
         states = carry_states(module, x[part, :steps], sizes[part])
         real = states["real"]
-        values = unit_values(states)[real].double()
+        values = states["units"][real].double()
         carry = states["carry"][real].double()[:, None]
         sums += torch.stack(
             [
@@ -308,7 +304,7 @@ def carry_trace(
     held = ((bits[..., 0] ^ bits[..., 1]) == 1) & (carry == 1)
     pick = int(held.sum(1).argmax())
     states = carry_states(module, batch["x"][pick : pick + 1])
-    value = unit_values(states)[0, :, labels.index(unit)]
+    value = states["units"][0, :, labels.index(unit)]
     return {
         "unit": unit,
         "length": length,

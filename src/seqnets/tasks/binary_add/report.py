@@ -1,8 +1,6 @@
-"""The binary-addition section of the report: three tables of bit and exact accuracy
-against length, chosen from the rows' configs (the hidden sizes and losses at the most common
-training length; the training lengths of the most studied network and loss; both readings of
-report A's lengths), observations, accuracy against length, sample sums, and the carry unit
-("Inside")."""
+"""The binary-addition section of the report: tables of bit and exact accuracy against
+length, chosen from the rows' configs (see :func:`blocks`), report A's lengths read both ways,
+and sample sums with the wrong bits marked."""
 
 from __future__ import annotations
 
@@ -10,14 +8,13 @@ from collections import Counter
 from typing import Any
 
 from seqnets import plots
-from seqnets.report import references as ref
-from seqnets.report.document import DASH, Document, bullets, table
-from seqnets.report.generic import trained_lengths, varied_sentence
-from seqnets.report.settings import common, freeze, lookup, one_apart, show
-from seqnets.report.stats import (
+from seqnets.reportkit import references as ref
+from seqnets.reportkit.document import DASH, Document, bullets, table
+from seqnets.reportkit.generic import holds, trained_lengths, varied_sentence
+from seqnets.reportkit.settings import common, freeze, lookup, one_apart, show
+from seqnets.reportkit.stats import (
     Row,
     by_length,
-    holds,
     mean_curve,
     mean_over_lengths,
     model_name,
@@ -28,7 +25,7 @@ LOSSES = {"ce": "cross-entropy", "mse": "squared error"}
 AT_A = by_length(ref.A_AT, "bit_acc")
 
 
-def knob(row: Row, name: str) -> Any:
+def setting(row: Row, name: str) -> Any:
     return row.config.get("task", {}).get(name)
 
 
@@ -52,7 +49,7 @@ def readings(rows: list[Row]) -> list[tuple[Row, Row, float]]:
     for group in one_apart(rows, only=["task.train_len"]):
         if group.keys != ("task.train_len",):
             continue
-        by_len = {freeze(knob(r, "train_len")): r for r in group.rows}
+        by_len = {freeze(setting(r, "train_len")): r for r in group.rows}
         for length, row in by_len.items():
             target = lookup(ref.BINARY_ADD_A_BIT_AT_20, row.config)
             other = by_len.get(length + 1) if isinstance(length, int) else None
@@ -66,13 +63,13 @@ def blocks(task: Any, rows: list[Row]) -> list[tuple[str, list[Row], str]]:
     out = []
     configured = [r for r in rows if r.config]
     # The hidden sizes and losses, at the training length most rows share (ties: shortest).
-    counts = Counter(freeze(knob(r, "train_len")) for r in configured)
+    counts = Counter(freeze(setting(r, "train_len")) for r in configured)
     if counts:
-        first = {freeze(knob(r, "train_len")): r for r in reversed(configured)}
+        first = {freeze(setting(r, "train_len")): r for r in reversed(configured)}
         common_len = max(
             counts, key=lambda L: (counts[L], [-x for x in length_order(task, first[L])])
         )
-        chosen = [r for r in configured if freeze(knob(r, "train_len")) == common_len]
+        chosen = [r for r in configured if freeze(setting(r, "train_len")) == common_len]
         out.append(
             (f"Hidden size and loss, trained at L={show(common_len)}", chosen, "loss_and_size")
         )
@@ -92,7 +89,7 @@ def blocks(task: Any, rows: list[Row]) -> list[tuple[str, list[Row], str]]:
         )
         m = chosen[0].config["model"] if chosen else {}
         network = f"{model_name(chosen[0].config).split(' h=')[0].upper()} hidden {m.get('hidden')}"
-        loss = knob(chosen[0], "loss") if chosen else None
+        loss = setting(chosen[0], "loss") if chosen else None
         out.append(
             (
                 f"Training length, {network}, {LOSSES.get(loss, loss)}",
@@ -101,7 +98,7 @@ def blocks(task: Any, rows: list[Row]) -> list[tuple[str, list[Row], str]]:
             )
         )
     if pairs:
-        lengths = sorted({knob(a, "train_len") for a, _, _ in pairs})
+        lengths = sorted({setting(a, "train_len") for a, _, _ in pairs})
         what = "; ".join(
             f"Report A's \"length {n}\": the sum's bits (L={n}, operands below {2 ** (n - 1)}) "
             f"or the operands' (L={n + 1}, operands below {2**n})"
@@ -109,7 +106,11 @@ def blocks(task: Any, rows: list[Row]) -> list[tuple[str, list[Row], str]]:
         )
         chosen = sorted(
             reading.values(),
-            key=lambda r: (r.config["model"]["hidden"], knob(r, "loss"), knob(r, "train_len")),
+            key=lambda r: (
+                r.config["model"]["hidden"],
+                setting(r, "loss"),
+                setting(r, "train_len"),
+            ),
         )
         out.append((what, chosen, "length_reading"))
     return out
@@ -224,13 +225,11 @@ def mark_bits(sample: dict[str, Any]) -> str:
 
 
 def observations(task: Any, rows: list[Row]) -> list[str]:
-    out = []
-    for r in rows:
-        if r.completed:
-            curve = mean_curve(r.completed, "exact_acc")
-            trained = trained_lengths(task, r.config)
-            longest = trained[1] if trained else curve[-1][0]
-            out.append(holds(run_label(r.config), "exact accuracy", curve, longest))
+    out = [
+        s
+        for r in rows
+        if r.completed and (s := holds(task, r, run_label(r.config), "exact_acc", "exact accuracy"))
+    ]
     label = f"bit accuracy at length {ref.A_AT}"
     for group in one_apart(rows):
         out.append(varied_sentence(group, AT_A, label, scale=1, unit=""))
@@ -256,35 +255,28 @@ def observations(task: Any, rows: list[Row]) -> list[str]:
         )
         what = "sum" if closer is sums else "operand"
         out.append(
-            f"{model_name(sums.config)} {knob(sums, 'loss')}: report A's {target:.2f} at length "
-            f"{ref.A_AT} is closer to the {what}-bits reading (L={knob(closer, 'train_len')}: "
-            f"{stats[closer.experiment].text(digits=3)}; L={knob(other, 'train_len')}: "
+            f"{model_name(sums.config)} {setting(sums, 'loss')}: report A's {target:.2f} at "
+            f"length {ref.A_AT} is closer to the {what}-bits reading "
+            f"(L={setting(closer, 'train_len')}: "
+            f"{stats[closer.experiment].text(digits=3)}; L={setting(other, 'train_len')}: "
             f"{stats[other.experiment].text(digits=3)})."
         )
     return out
 
 
-def inside(task: Any, doc: Document, row: Row) -> None:
-    run = row.completed[0]
-    numbers = run.get("inside", {})
-    doc.results.setdefault("inside", {})[task.name] = {"dir": run["dir"], **numbers}
+def inside_figures(numbers: dict[str, Any], config: dict[str, Any]) -> Any:
     if "carry" not in numbers:
-        return
+        return None
     carry = numbers["carry"]
-    doc.add(
-        f"**Binary addition, {model_name(row.config)}:** unit {carry['best_unit']} tracks the "
+    trace = numbers.get("carry_trace") or {}
+    sentence = (
+        f"**Binary addition, {model_name(config)}:** unit {carry['best_unit']} tracks the "
         f"carry (correlation {carry['best_r']:.3f} with the true carry over {carry['sums']} "
         f"sums of {carry['lengths'][0]}..{carry['lengths'][1]} bits)."
     )
-    doc.copy_figure(
-        run, "inside_carry_units", "inside_carry_units", "Correlation of each unit with the carry"
-    )
-    trace = numbers.get("carry_trace") or {}
-    doc.copy_figure(
-        run,
-        "inside_carry_trace",
-        "inside_carry_trace",
-        f"The carry unit along a {trace['length']}-bit sum"
+    return sentence, {
+        "inside_carry_units": "Correlation of each unit with the carry",
+        "inside_carry_trace": f"The carry unit along a {trace['length']}-bit sum"
         if "length" in trace
         else "The carry unit along one sum",
-    )
+    }

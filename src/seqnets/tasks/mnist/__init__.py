@@ -17,9 +17,10 @@ import torch
 from seqnets import plots
 from seqnets.data.images import prepare, redraw_as_user, save_user_image
 from seqnets.data.remember import NUM_DIGITS
-from seqnets.inside import BIDIRECTIONAL_NOTE, readout_by_step
-from seqnets.scoring import forward_batch, predict_batch
+from seqnets.scoring import forward_batch, predict_batch, readout_by_step
+from seqnets.tasks.analysis import BIDIRECTIONAL_NOTE
 from seqnets.tasks.base import Task
+from seqnets.tasks.inside_figures import mnist_rows_figure, mnist_settle_figure
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -30,7 +31,8 @@ if TYPE_CHECKING:
 class MNIST(Task):
     name = "mnist"
     title = "MNIST read row by row"
-    bench = ("model=lstm", "model.hidden=128")
+    report_module = "seqnets.tasks.mnist.report"
+    demo_module = "seqnets.tasks.mnist.demo"
 
     def predict(self, module: Any, datamodule: Any, value: Any) -> dict[str, Any]:
         return predict_images(module, datamodule, value)
@@ -60,11 +62,25 @@ class MNIST(Task):
         test = datamodule.splits["test"]
         rows = row_by_row(module, test["x"][:2000], test["y"][:2000], datamodule.normalize)
         if rows["note"] is None:
-            figures["mnist_rows"] = plots.mnist_rows_figure(rows, f"{model}: reading row by row")
-            figures["mnist_settle"] = plots.mnist_settle_figure(
+            figures["mnist_rows"] = mnist_rows_figure(rows, f"{model}: reading row by row")
+            figures["mnist_settle"] = mnist_settle_figure(
                 rows, f"{model}: row from which the answer stays right"
             )
         return {"rows": rows}, figures
+
+    def sample_figure(self, batch: dict[str, torch.Tensor], preds: torch.Tensor) -> Figure:
+        return plots.digit_grid(
+            batch["x"], batch["y"].tolist(), preds.tolist(), "fixed test images"
+        )
+
+    def errors_figure(self, datamodule: Any, pairs: list[dict]) -> Figure | None:
+        if not pairs:
+            return None
+        images = datamodule.splits["test"]["x"]
+        return plots.mistakes_grid(
+            [images[pair["test_indices"]] for pair in pairs],
+            [f"true {p['true']} -> {p['pred']} ({p['count']}x)" for p in pairs],
+        )
 
     def user_style_accuracy(
         self, module: Any, datamodule: Any, n: int, workdir: Path
@@ -72,43 +88,8 @@ class MNIST(Task):
         """``python -m seqnets.evaluate user_style=N``: see :func:`user_style_accuracy`."""
         return user_style_accuracy(module, datamodule, n, workdir)
 
-    def reference_loop(self, data_dir: str) -> Callable[[], None]:
-        """Reports A and B's loop (the bench's ``reports`` path): torchvision's MNIST with
-        ``ToTensor`` per image through ``DataLoader(shuffle=True)``, an LSTM of 128, plain
-        Adam."""
-        from torchvision import datasets, transforms
-
-        data = datasets.MNIST(data_dir, train=True, transform=transforms.ToTensor())
-        loader = torch.utils.data.DataLoader(data, batch_size=64, shuffle=True)
-        lstm = torch.nn.LSTM(28, 128, batch_first=True)
-        head = torch.nn.Linear(128, 10)
-        optimizer = torch.optim.Adam([*lstm.parameters(), *head.parameters()], lr=1e-3)
-        source = iter(loader)
-
-        def step() -> None:
-            nonlocal source
-            try:
-                images, labels = next(source)
-            except StopIteration:
-                source = iter(loader)
-                images, labels = next(source)
-            out, _ = lstm(images.view(-1, 28, 28))
-            loss = torch.nn.functional.cross_entropy(head(out[:, -1, :]), labels)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-
-        return step
-
-    def report_section(self, doc: Any, rows: list[Any], context: Any) -> None:
-        from seqnets.tasks.mnist.report import section
-
-        section(self, doc, rows, context)
-
-    def report_inside(self, doc: Any, row: Any) -> None:
-        from seqnets.tasks.mnist.report import inside
-
-        inside(self, doc, row)
+    def demo_score(self) -> str:
+        return "test/acc"
 
 
 # -- a user's own images -----------------------------------------------------------------------
@@ -153,7 +134,6 @@ def predict_images(module: Any, datamodule: Any, path: Any) -> dict[str, Any]:
 
 
 # -- inside: when the network knows the digit ----------------------------------------------
-# -- MNIST: when the network knows the digit -----------------------------------------------
 def row_by_row(
     module: SequenceModule,
     images: torch.Tensor,
@@ -188,13 +168,7 @@ def row_by_row(
     def summary(mask: torch.Tensor) -> dict:
         count = int(mask.sum())
         if count == 0:
-            return {
-                "n": 0,
-                "acc": None,
-                "confidence": None,
-                "settle_row": None,
-                "never_settled": None,
-            }
+            return {"n": 0} | dict.fromkeys(("acc", "confidence", "settle_row", "never_settled"))
         mean_settle = settle_row[mask & settled]
         return {
             "n": count,

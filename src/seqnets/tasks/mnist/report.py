@@ -1,21 +1,17 @@
-"""The MNIST section of the report: the table of every model with the reference reports'
-numbers beside, observations, training curves, the best run's confusion matrix and mistakes,
-the own-handwriting subsection, and the network's reading row by row ("Inside").
-
-The own-handwriting subsection lives here: it is this task's input (digit images, read by
-this task's best checkpoint), and only this section has runs that can read them.
-"""
+"""The MNIST section of the report: every model against the reference reports, the best
+run's confusion matrix and mistakes, and the own-handwriting subsection (it lives here: only
+this section's checkpoints can read digit images)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from seqnets.data.mnist import TRAIN_SIZE
-from seqnets.report import references as ref
-from seqnets.report.document import DASH, Document, bullets, signed, table
-from seqnets.report.generic import best_sentence, curves_figure, varied_sentence
-from seqnets.report.settings import common, lookup, one_apart
-from seqnets.report.stats import (
+from seqnets.reportkit import references as ref
+from seqnets.reportkit.document import DASH, Document, signed, table
+from seqnets.reportkit.generic import best_sentence, curves_figure, scores, varied_sentence
+from seqnets.reportkit.settings import common, lookup, one_apart
+from seqnets.reportkit.stats import (
     Row,
     best_on_validation,
     best_run,
@@ -30,7 +26,6 @@ ACC = test_metric("acc")
 
 
 def test_images(run: dict[str, Any]) -> int | None:
-    """How many test images the run scored (its confusion matrix's total)."""
     matrix = run.get("confusion_matrix")
     return int(sum(map(sum, matrix))) if matrix else None
 
@@ -100,11 +95,7 @@ def section(task: Any, doc: Document, rows: list[Row], context: Any) -> None:
         )
     header = ["run", "cell", "hidden", "layers", "direction", "L2", "params", "s/epoch"]
     header += ["best val acc %", "test acc %", "report A %", "Δ A", "report B %", "Δ B", "runs"]
-    doc.add(table(header, lines))
-    doc.add(f"Command: `{context.command}`")
-    doc.results[context.section] = {"table": results}
-    doc.add("### Observations")
-    doc.add(bullets(observations(rows)))
+    scores(doc, context, table(header, lines), results, observations(rows))
     curves_figure(
         doc,
         rows,
@@ -122,7 +113,6 @@ def observations(rows: list[Row]) -> list[str]:
     speed = {r.experiment: r.stat(seconds_per_epoch) for r in rows}
 
     def slower(a: Row, b: Row) -> str:
-        """How many times the time per epoch of ``a`` is that of ``b``."""
         sa, sb = speed[a.experiment], speed[b.experiment]
         if not (sa.mean and sb.mean):
             return ""
@@ -251,28 +241,17 @@ def handwriting(task: Any, doc: Document, rows: list[Row], context: Any) -> None
     doc.results["handwriting"] = {k: v for k, v in result.items() if k != "figure"}
 
 
-def inside(task: Any, doc: Document, row: Row) -> None:
-    run = row.completed[0]
-    numbers = run.get("inside", {})
-    doc.results.setdefault("inside", {})[task.name] = {"dir": run["dir"], **numbers}
-    rows_ = numbers.get("rows")
-    if not rows_:
-        return
-    name = model_name(row.config)
-    if rows_.get("settle_row") is not None and rows_.get("rows"):
-        doc.add(
-            f"**MNIST, {name}:** on average the prediction settles on its final answer after "
-            f"row {rows_['settle_row']:.1f} of {len(rows_['rows'])}."
+def inside_figures(numbers: dict[str, Any], config: dict[str, Any]) -> Any:
+    rows = numbers.get("rows")
+    if not rows:
+        return None
+    sentence = None
+    if rows.get("settle_row") is not None and rows.get("rows"):
+        sentence = (
+            f"**MNIST, {model_name(config)}:** on average the prediction settles on its final "
+            f"answer after row {rows['settle_row']:.1f} of {len(rows['rows'])}."
         )
-    doc.copy_figure(
-        run,
-        "inside_mnist_rows",
-        "inside_mnist_rows",
-        "Accuracy and confidence after each row, per digit",
-    )
-    doc.copy_figure(
-        run,
-        "inside_mnist_settle",
-        "inside_mnist_settle",
-        "From which row the network knows the digit",
-    )
+    return sentence, {
+        "inside_mnist_rows": "Accuracy and confidence after each row, per digit",
+        "inside_mnist_settle": "From which row the network knows the digit",
+    }

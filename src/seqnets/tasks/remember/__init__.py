@@ -15,12 +15,12 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from seqnets import plots
 from seqnets.data.remember import NUM_DIGITS, encode_digits, make_remember_batch
 from seqnets.errors import ConfigError
-from seqnets.inside import BIDIRECTIONAL_NOTE, fixed_generator, json_number, readout_by_step
-from seqnets.scoring import evaluating, forward_batch
+from seqnets.scoring import evaluating, forward_batch, readout_by_step
+from seqnets.tasks.analysis import BIDIRECTIONAL_NOTE, fixed_generator, json_number
 from seqnets.tasks.base import Task
+from seqnets.tasks.inside_figures import remember_hold_figure, remember_pca_figure
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -31,8 +31,9 @@ if TYPE_CHECKING:
 class Remember(Task):
     name = "remember"
     title = "Remember the digit at index K"
-    bench = ("model=lstm", "model.hidden=10")
-    knobs = ("K",)
+    report_module = "seqnets.tasks.remember.report"
+    demo_module = "seqnets.tasks.remember.demo"
+    setting_keys = ("K",)
 
     def predict(self, module: Any, datamodule: Any, value: Any) -> dict[str, Any]:
         return predict_digits(module, datamodule, value)
@@ -47,7 +48,7 @@ class Remember(Task):
         figures: dict[str, Figure] = {}
         states = remember_states(module, datamodule.make(2000, generator))
         states["K"] = k
-        figures["remember_pca"] = plots.remember_pca_figure(
+        figures["remember_pca"] = remember_pca_figure(
             states, f"{model}: final state, digit at K={k}"
         )
         # The points are for the figure; metrics.json keeps the summary.
@@ -57,20 +58,11 @@ class Remember(Task):
         hold = hold_accuracy(module, k, steps, 2000, generator, train_lengths)
         numbers["hold"] = hold
         if hold["note"] is None:
-            figures["remember_hold"] = plots.remember_hold_figure(
-                hold, f"{model}: digit at K={k} held"
-            )
+            figures["remember_hold"] = remember_hold_figure(hold, f"{model}: digit at K={k} held")
         return numbers, figures
 
-    def report_section(self, doc: Any, rows: list[Any], context: Any) -> None:
-        from seqnets.tasks.remember.report import section
-
-        section(self, doc, rows, context)
-
-    def report_inside(self, doc: Any, row: Any) -> None:
-        from seqnets.tasks.remember.report import inside
-
-        inside(self, doc, row)
+    def demo_score(self) -> str:
+        return "test/acc"
 
 
 # -- a user's own digit lists ------------------------------------------------------------------
@@ -130,7 +122,6 @@ def predict_digits(module: Any, datamodule: Any, value: Any) -> dict[str, Any]:
 PROBE_RIDGE = 1e-2
 
 
-# -- remember: the digit held --------------------------------------------------------------
 def remember_states(module: SequenceModule, batch: dict[str, torch.Tensor]) -> dict:
     """The final state (the features the readout sees) of every sequence in ``batch``
     (``x``, ``lengths``, ``y`` = the digit at index K), projected onto its first two

@@ -1,21 +1,22 @@
-"""The remember section of the report: test accuracy by cell (columns: the cells the rows
-have) and hidden size, observations, accuracy against length, training curves, sample
-predictions, and the held digit's state ("Inside")."""
+"""The remember section of the report: test accuracy by network (columns) and hidden size
+(rows), from which size each network reaches 99 %, and report A's 100 % runs."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from seqnets.report import references as ref
-from seqnets.report.document import DASH, Document, bullets, table
-from seqnets.report.generic import (
+from seqnets.reportkit import references as ref
+from seqnets.reportkit.document import DASH, Document, table
+from seqnets.reportkit.generic import (
     curves_figure,
+    holds,
     length_figure,
     scored_count,
+    scores,
     trained_lengths,
 )
-from seqnets.report.settings import common, matches, one_apart
-from seqnets.report.stats import Row, best_row, holds, mean_curve, model_name, test_metric
+from seqnets.reportkit.settings import common, matches, one_apart
+from seqnets.reportkit.stats import Row, best_row, model_name, test_metric
 
 ACC = test_metric("acc")
 
@@ -29,7 +30,7 @@ def column(config: dict[str, Any]) -> str:
 
 def section(task: Any, doc: Document, rows: list[Row], context: Any) -> None:
     configured = [r for r in rows if r.config]
-    tests = {scored_count(task, r.config, "test_size") for r in configured} - {None}
+    tests = {scored_count(task, r.config) for r in configured} - {None}
     doc.add(
         f"Sequences of {common(rows, lambda c: c['task']['min_len'])}.."
         f"{common(rows, lambda c: c['task']['max_len'])} one-hot digits made on the fly; the "
@@ -54,11 +55,8 @@ def section(task: Any, doc: Document, rows: list[Row], context: Any) -> None:
             line.append(stat.text(100) + (" (" + "; ".join(problems) + ")" if problems else ""))
             results.append({"experiment": row.experiment, "test_acc": stat.record()})
         lines.append(line)
-    doc.add(table(["hidden", *(f"{c} %" for c in columns)], lines))
-    doc.add(f"Command: `{context.command}`")
-    doc.results[context.section] = {"table": results}
-    doc.add("### Observations")
-    doc.add(bullets(observations(task, rows)))
+    text = table(["hidden", *(f"{c} %" for c in columns)], lines)
+    scores(doc, context, text, results, observations(task, rows))
     ranges = [t for r in configured if (t := trained_lengths(task, r.config))]
     trained = (min(t[0] for t in ranges), max(t[1] for t in ranges)) if ranges else None
     length_figure(
@@ -117,12 +115,8 @@ def observations(task: Any, rows: list[Row]) -> list[str]:
                 f"{name} stays below 99 % at every size (best "
                 f"{acc[best.experiment].text(100)} % at hidden {best.config['model']['hidden']})."
             )
-    for r in rows:
-        if r.completed and acc[r.experiment].mean is not None and acc[r.experiment].mean >= 0.99:
-            curve = mean_curve(r.completed, "acc")
-            trained = trained_lengths(task, r.config)
-            longest = trained[1] if trained else r.config["task"]["max_len"]
-            out.append(holds(model_name(r.config), "accuracy", curve, longest))
+    good = [r for r in rows if r.completed and (acc[r.experiment].mean or 0) >= 0.99]
+    out += [s for r in good if (s := holds(task, r, model_name(r.config), "acc", "accuracy"))]
     compared = [
         r
         for r in rows
@@ -139,12 +133,9 @@ def observations(task: Any, rows: list[Row]) -> list[str]:
     return out
 
 
-def inside(task: Any, doc: Document, row: Row) -> None:
-    run = row.completed[0]
-    numbers = run.get("inside", {})
-    doc.results.setdefault("inside", {})[task.name] = {"dir": run["dir"], **numbers}
+def inside_figures(numbers: dict[str, Any], config: dict[str, Any]) -> Any:
     if "pca" not in numbers:
-        return
+        return None
     hold = numbers.get("hold", {})
     steps = hold.get("steps") or []
     acc = hold.get("readout_acc") or []
@@ -153,21 +144,13 @@ def inside(task: Any, doc: Document, row: Row) -> None:
         if steps and acc and acc[-1] is not None
         else ""
     )
-    k = numbers["pca"].get("K", row.config.get("task", {}).get("K", "K"))
-    doc.add(
-        f"**Remember, {model_name(row.config)}:** the final state's first two principal "
+    k = numbers["pca"].get("K", config.get("task", {}).get("K", "K"))
+    sentence = (
+        f"**Remember, {model_name(config)}:** the final state's first two principal "
         f"components separate the digit to report (nearest-centroid accuracy in 2-D: "
         f"{numbers['pca']['centroid_acc_2d'] * 100:.1f} %){last}."
     )
-    doc.copy_figure(
-        run,
-        "inside_remember_pca",
-        "inside_remember_pca",
-        f"Final states, PCA, coloured by the digit at index K={k}",
-    )
-    doc.copy_figure(
-        run,
-        "inside_remember_hold",
-        "inside_remember_hold",
-        "How cleanly the digit stays held as later digits arrive",
-    )
+    return sentence, {
+        "inside_remember_pca": f"Final states, PCA, coloured by the digit at index K={k}",
+        "inside_remember_hold": "How cleanly the digit stays held as later digits arrive",
+    }

@@ -1,5 +1,5 @@
 """The reference reports' published numbers (../shared/docs/SPEC.md), each keyed by the
-settings it was measured with (``seqnets.report.settings``: ``model.cell``, ``model.hidden``,
+settings it was measured with (``seqnets.reportkit.settings``: ``model.cell``, ``model.hidden``,
 ``l2``, ``task.loss`` ...) and matched against every row's config: the bar every seqnets figure
 is set against, whatever the experiment is called."""
 
@@ -34,16 +34,6 @@ MNIST = [
     (mnist("lstm", 128, bi=True), {"A": 98.60, "B": 97.82}),
     (mnist("lstm", 128, l2=0.001), {"A": 98.52, "B": None}),
 ]
-# Report A's time to train and test, seconds, on its own machine.
-MNIST_TIME_A = [
-    (mnist("rnn", 128), 631),
-    (mnist("lstm", 128), 418),
-    (mnist("lstm", 64), 409),
-    (mnist("gru", 128), 565),
-    (mnist("lstm", 128, bi=True), 765),
-    (mnist("lstm", 128, l2=0.001), 261),
-]
-
 # Section 2: report A reached 100 % with LSTM at hidden 10 and GRU at hidden 5 and 10; RNN
 # lower (no figure given).
 REMEMBER_100 = [
@@ -56,14 +46,8 @@ REMEMBER_100 = [
 def adder(hidden: int, loss: str, train_len: int) -> dict[str, Any]:
     """Report A's lengths are keyed at seqnets' sum-bits reading (``task.train_len`` = report
     A's length); its operand-bits reading is one bit longer (``binary_add.report``)."""
-    return (
-        {"task.name": "binary_add"}
-        | model("lstm", hidden)
-        | {
-            "task.loss": loss,
-            "task.train_len": train_len,
-        }
-    )
+    task = {"task.loss": loss, "task.train_len": train_len}
+    return {"task.name": "binary_add"} | model("lstm", hidden) | task
 
 
 # Section 3: report A's bit accuracy at length 20 (one run, 100 sums per length).

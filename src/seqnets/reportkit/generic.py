@@ -1,11 +1,6 @@
-"""The default report section of any task, and the parts the tasks' own sections share.
-
-A task without a ``report.py`` of its own (``seqnets.tasks.base.Task.report_section``) gets
-:func:`section`: a table with one row per experiment (the model, the task's knobs, the best
-validation score and every test metric as mean ± std over seeds, the runs' problems),
-observations computed from the numbers and from what the rows' configs vary, accuracy
-against length when the runs measured it, and the training curves; and :func:`inside`: the
-figures the run's test analysis drew of what the network keeps in its state.
+"""The default report section of any task (``Task.report_module``), and the parts the tasks'
+own sections share: what the runs measured, observations from the numbers and from what the
+rows' configs vary, the length and training-curve figures, and the inside subsection.
 """
 
 from __future__ import annotations
@@ -16,16 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from seqnets import plots
-from seqnets.report.document import Document, bullets, table
-from seqnets.report.settings import Varied, common, one_apart, show
-from seqnets.report.stats import (
+from seqnets.data.batching import limited_batches
+from seqnets.reportkit.document import Document, bullets, table
+from seqnets.reportkit.settings import Varied, common, one_apart, show
+from seqnets.reportkit.stats import (
     Getter,
     Row,
     Stat,
-    best_row,
     compare,
     field,
-    holds,
     mean_curve,
     model_name,
     monitor_mode,
@@ -81,24 +75,34 @@ def trained_lengths(task: Any, config: dict[str, Any]) -> tuple[int, int] | None
     return getattr(datamodule, "min_len", longest), longest
 
 
-def scored_count(task: Any, config: dict[str, Any], size: str = "test_size") -> int | None:
-    """How many items of the DataModule's set ``size`` names the run scored: all of them,
-    or as many batches as the trainer's ``limit_test_batches`` lets through."""
+def scored_count(task: Any, config: dict[str, Any]) -> int | None:
+    """How many test items the run scored: as many batches as ``limit_test_batches`` let
+    through."""
     try:
         datamodule = type(task)(config["task"]).datamodule()
-        total, batch = getattr(datamodule, size), datamodule.eval_batch_size
+        total, batch = datamodule.test_size, datamodule.eval_batch_size
     except Exception:  # a run of an older config: the report still renders
         return None
-    batches = math.ceil(total / batch)
     limit = (config.get("trainer") or {}).get("limit_test_batches")
-    if isinstance(limit, int):
-        batches = min(batches, limit)
-    elif isinstance(limit, float):
-        batches = int(batches * limit)
-    return min(total, batches * batch)
+    return min(total, limited_batches(limit, math.ceil(total / batch)) * batch)
 
 
 # -- observations -------------------------------------------------------------------------
+def holds(task: Any, row: Row, name: str, metric: str, what: str) -> str | None:
+    """From which length ``metric`` (mean over the row's runs) drops below 99 %, or that it
+    never does, and whether that is within the training lengths or beyond them."""
+    curve = mean_curve(row.completed, metric)
+    if not curve:
+        return None
+    below = next((n for n, v in curve if v < 0.99), None)
+    if below is None:
+        return f"{name}: {what} stays at 99 % or more at every length measured (to {curve[-1][0]})."
+    trained = trained_lengths(task, row.config)
+    beyond = below > (trained[1] if trained else curve[-1][0])
+    where = "beyond the training lengths" if beyond else "within the training lengths"
+    return f"{name}: {what} drops below 99 % from length {below} ({where})."
+
+
 def contrast(group: Varied, a: Row, b: Row) -> str:
     """What sets row ``a`` apart from row ``b``: ``model.hidden 256 vs 128``."""
     va, vb = group.values[group.rows.index(a)], group.values[group.rows.index(b)]
@@ -121,22 +125,17 @@ def varied_sentence(
     earlier; for more, their ranking and the best against the worst. Names the setting,
     every value and every row."""
     stats = {r.experiment: r.stat(get) for r in group.rows}
+
+    def versus(a: Row, b: Row) -> str:
+        sa, sb = stats[a.experiment], stats[b.experiment]
+        verdict = compare(a.name, sa, b.name, sb, scale, unit, lower_is_better, digits)
+        return verdict + (extra(a, b) if extra else "")
+
     if len(group.rows) == 2:
         b, a = group.rows
-        verdict = compare(
-            a.name,
-            stats[a.experiment],
-            b.name,
-            stats[b.experiment],
-            scale,
-            unit,
-            lower_is_better,
-            digits,
-        )
-        more = extra(a, b) if extra else ""
         return (
             f"{contrast(group, a, b)} ({a.name} vs {b.name}, all else alike), {label}: "
-            f"{verdict}{more}."
+            f"{versus(a, b)}."
         )
     scored = [r for r in group.rows if stats[r.experiment].mean is not None]
     names = "; ".join(f"{r.name}: {group.value(r)}" for r in group.rows)
@@ -144,19 +143,8 @@ def varied_sentence(
         return f"{group.what} ({names}; all else alike): not enough completed runs to compare."
     scored.sort(key=lambda r: stats[r.experiment].mean, reverse=not lower_is_better)
     ranking = " > ".join(f"{r.name} ({stats[r.experiment].text(scale, digits)})" for r in scored)
-    best, worst = scored[0], scored[-1]
-    verdict = compare(
-        best.name,
-        stats[best.experiment],
-        worst.name,
-        stats[worst.experiment],
-        scale,
-        unit,
-        lower_is_better,
-        digits,
-    )
-    more = extra(best, worst) if extra else ""
-    return f"{group.what} ({names}; all else alike), {label}: {ranking}; {verdict}{more}."
+    verdict = versus(scored[0], scored[-1])
+    return f"{group.what} ({names}; all else alike), {label}: {ranking}; {verdict}."
 
 
 def best_sentence(
@@ -181,17 +169,9 @@ def best_sentence(
     sentence = f"{'Lowest' if lower else 'Highest'} mean {label}: {top.name} "
     sentence += f"({stats[top.experiment].text(scale, digits)}{unit})"
     if len(ranked) > 1:
-        second = ranked[1]
-        sentence += "; " + compare(
-            top.name,
-            stats[top.experiment],
-            second.name,
-            stats[second.experiment],
-            scale,
-            "" if lower else " points",
-            lower_is_better=lower,
-            digits=digits,
-        )
+        second, points = ranked[1], "" if lower else " points"
+        a, b = stats[top.experiment], stats[second.experiment]
+        sentence += "; " + compare(top.name, a, second.name, b, scale, points, lower, digits)
     return sentence + "."
 
 
@@ -212,17 +192,10 @@ def observations(task: Any, rows: list[Row]) -> list[str]:
                 )
             )
     along = length_metric(rows)
-    for row in rows:
-        # "holds at 99 %" reads accuracies only.
-        if (
-            along
-            and along.endswith("acc")
-            and row.completed
-            and (curve := mean_curve(row.completed, along))
-        ):
-            trained = trained_lengths(task, row.config)
-            longest = trained[1] if trained else curve[-1][0]
-            out.append(holds(row.name, along, curve, longest))
+    if along and along.endswith("acc"):  # "holds at 99 %" reads accuracies only
+        out += [
+            s for row in rows if row.completed and (s := holds(task, row, row.name, along, along))
+        ]
     return out or ["No completed runs to observe."]
 
 
@@ -258,6 +231,15 @@ def curves_figure(
 
 
 # -- the default section ------------------------------------------------------------------
+def scores(doc: Document, context: Any, text: str, numbers: list[dict], said: list[str]) -> None:
+    """A section's table, the command that reproduces it, its numbers and its observations."""
+    doc.add(text)
+    doc.add(f"Command: `{context.command}`")
+    doc.results[context.section] = {"table": numbers}
+    doc.add("### Observations")
+    doc.add(bullets(said))
+
+
 def section(task: Any, doc: Document, rows: list[Row], context: Any) -> None:
     """A table of every experiment's scores, observations and figures, for any task."""
     mode = monitor_mode(rows)
@@ -272,14 +254,14 @@ def section(task: Any, doc: Document, rows: list[Row], context: Any) -> None:
     metrics = test_metrics(rows)
     lines, results = [], []
     for row in rows:
-        knobs = row.config.get("task", {})
+        task_config = row.config.get("task", {})
         val = row.stat(field("best_val"))
         tests: dict[str, Stat] = {m: row.stat(test_metric(m)) for m in metrics}
         lines.append(
             [
                 row.name,
                 model_name(row.config),
-                *(show(knobs.get(k)) for k in task.knobs),
+                *(show(task_config.get(k)) for k in task.setting_keys),
                 val.text(digits=4),
                 *(s.text(digits=4) for s in tests.values()),
                 row.status(),
@@ -289,12 +271,9 @@ def section(task: Any, doc: Document, rows: list[Row], context: Any) -> None:
             {"experiment": row.experiment, "best_val": val.record()}
             | {f"test/{m}": s.record() for m, s in tests.items()}
         )
-    header = ["run", "model", *task.knobs, f"best {monitor}", *(f"test {m}" for m in metrics)]
-    doc.add(table([*header, "runs"], lines))
-    doc.add(f"Command: `{context.command}`")
-    doc.results[context.section] = {"table": results}
-    doc.add("### Observations")
-    doc.add(bullets(observations(task, rows)))
+    measured = [f"best {monitor}", *(f"test {m}" for m in metrics)]
+    header = ["run", "model", *task.setting_keys, *measured]
+    scores(doc, context, table([*header, "runs"], lines), results, observations(task, rows))
     along = length_metric(rows)
     if along:
         configs = [r.config for r in rows if r.config]
@@ -319,20 +298,33 @@ def section(task: Any, doc: Document, rows: list[Row], context: Any) -> None:
     )
 
 
-def best_of(rows: list[Row]) -> Row | None:
-    """The inside pick when the report's config names none: the best row on validation."""
-    return best_row(rows, field("best_val"), monitor_mode(rows))
-
-
-def inside(task: Any, doc: Document, row: Row) -> None:
-    """The figures the run's test analysis drew of the network's state (``inside_*.png``)."""
+def inside(
+    task: Any,
+    doc: Document,
+    row: Row,
+    describe: Callable[[dict[str, Any], dict[str, Any]], Any] | None = None,
+) -> None:
+    """The run's part of "Inside the networks". ``describe(numbers, config)`` (a task's
+    ``inside_figures``) gives the sentence (or None) and ``{figure stem: caption}``, or None
+    when the run has not the numbers; without it, every ``inside_*.png`` the run drew."""
     run = row.completed[0]
-    doc.results.setdefault("inside", {})[task.name] = {"dir": run["dir"], **run.get("inside", {})}
+    numbers = run.get("inside") or {}
+    doc.results.setdefault("inside", {})[task.name] = {"dir": run["dir"], **numbers}
+    if describe is not None:
+        described = describe(numbers, row.config)
+        sentence, figures = described or (None, {})
+        if sentence:
+            doc.add(sentence)
+        for stem, caption in figures.items():
+            doc.copy_figure(run, stem, stem, caption)
+        return
     figures = sorted((Path(run["dir"]) / "figures").glob("inside_*.png"))
-    note = (run.get("inside") or {}).get("note")
     doc.add(
         f"**{task.title}, {model_name(row.config)}:** "
-        + (note or f"{len(figures)} figure{'s' * (len(figures) != 1)} from its test analysis.")
+        + (
+            numbers.get("note")
+            or f"{len(figures)} figure{'s' * (len(figures) != 1)} from its test analysis."
+        )
     )
     for path in figures:
         doc.copy_figure(run, path.stem, f"{task.name}_{path.stem}", path.stem.replace("_", " "))

@@ -1,4 +1,5 @@
-"""How fast seqnets trains, against the loops it replaces: ``python -m seqnets.bench``.
+"""How fast seqnets trains, against the loops it replaces: ``python benchmarks/bench.py``
+(``make bench``).
 
 Four paths per workload, measured in one process, interleaved round by round so that a
 machine's drift (about +-15 % here) hits them alike; each figure is the median over rounds:
@@ -10,7 +11,7 @@ machine's drift (about +-15 % here) hits them alike; each figure is the median o
 - ``lightning``: the floor's model, data and recipe in a minimal LightningModule and Trainer
   (automatic optimisation, one step per call; no callbacks, logger or metrics): what the
   plain Lightning loop costs per step.
-- ``reports``: a task's published reference loop (``Task.reference_loop``): the reference
+- ``reports``: a task's published reference loop (``REFERENCE_LOOPS``): the reference
   reports' MNIST loop; they published no loop for the others.
 - ``floor``: a bare loop with seqnets' own recipe and data (the same model, batches, AdamW,
   one-cycle schedule and gradient clipping) and nothing else: no metrics, no logging.
@@ -48,11 +49,13 @@ from omegaconf import DictConfig, open_dict
 from seqnets import CONFIG_MODULE
 from seqnets.data.base import prepare_batch
 from seqnets.runtime import environment, resolve_threads, skip_failing_nvml_check
-from seqnets.tasks import TASKS, task_class
 
-# Each registered task's run (``Task.bench``).
+# Each task's benchmarked run: the overrides of ``python -m seqnets.train``.
 WORKLOADS: dict[str, list[str]] = {
-    name: [f"task={name}", *task_class(name).bench] for name in TASKS if task_class(name).bench
+    "mnist": ["task=mnist", "model=lstm", "model.hidden=128"],
+    "remember": ["task=remember", "model=lstm", "model.hidden=10"],
+    "binary_add": ["task=binary_add", "model=lstm", "model.hidden=5", "task.train_len=10"],
+    "adding": ["task=adding", "model=lstm", "model.hidden=64"],
 }
 PATHS = ("seqnets", "lightning", "reports", "floor")
 # Steps per round left out of the timing (allocator and kernel warm-up).
@@ -96,13 +99,17 @@ class StepTimer(L.Callback):
         return (t1 - t0) / (s1 - s0)
 
 
-def seqnets_path(workload: str, workdir: str) -> Callable[[int], float]:
-    """The real training path; returns a function timing ``steps`` steps (seconds/step)."""
+def seqnets_path(
+    workload: str, workdir: str, extra: tuple[str, ...] = ()
+) -> Callable[[int], float]:
+    """The real training path (with ``extra`` overrides: a ``--variant``); returns a function
+    timing ``steps`` steps (seconds/step)."""
     from seqnets.train import build
 
     def run(steps: int) -> float:
         overrides = [
             *WORKLOADS[workload],
+            *extra,
             "trainer.max_epochs=1",
             f"trainer.limit_train_batches={steps + WARMUP}",
             "trainer.limit_val_batches=1",
@@ -217,11 +224,53 @@ def lightning_path(workload: str, workdir: str) -> Callable[[int], float]:
     return run
 
 
+def mnist_reference_loop(data_dir: str) -> Callable[[], None]:
+    """Reports A and B's loop: torchvision's MNIST with ``ToTensor`` per image through
+    ``DataLoader(shuffle=True)``, an LSTM of 128, plain Adam. Returns one training step."""
+    from torchvision import datasets, transforms
+
+    data = datasets.MNIST(data_dir, train=True, transform=transforms.ToTensor())
+    loader = torch.utils.data.DataLoader(data, batch_size=64, shuffle=True)
+    lstm = torch.nn.LSTM(28, 128, batch_first=True)
+    head = torch.nn.Linear(128, 10)
+    optimizer = torch.optim.Adam([*lstm.parameters(), *head.parameters()], lr=1e-3)
+    source = iter(loader)
+
+    def step() -> None:
+        nonlocal source
+        try:
+            images, labels = next(source)
+        except StopIteration:
+            source = iter(loader)
+            images, labels = next(source)
+        out, _ = lstm(images.view(-1, 28, 28))
+        loss = torch.nn.functional.cross_entropy(head(out[:, -1, :]), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+# The reference reports' published loops, by workload (they published none for the others).
+REFERENCE_LOOPS: dict[str, Callable[[str], Callable[[], None]]] = {"mnist": mnist_reference_loop}
+
+
 def reports_path(workload: str, data_dir: str) -> Callable[[int], float] | None:
-    """The task's published reference loop (``Task.reference_loop``), where it has one."""
-    task = task_class(workload)({"name": workload})
-    step = task.reference_loop(data_dir)
-    return None if step is None else (lambda steps: _time_steps(step, steps))
+    """The workload's published reference loop, where it has one."""
+    if workload not in REFERENCE_LOOPS:
+        return None
+    step = REFERENCE_LOOPS[workload](data_dir)
+    return lambda steps: _time_steps(step, steps)
+
+
+# Columns of seqnets with other settings (``--variant``), beside the four paths.
+VARIANTS: dict[str, tuple[str, ...]] = {}
+
+
+def all_paths() -> list[str]:
+    """The columns in order: seqnets, its variants, then the loops it is compared with."""
+    return [PATHS[0], *VARIANTS, *PATHS[1:]]
 
 
 def make_path(
@@ -230,6 +279,8 @@ def make_path(
     """Path ``name`` for ``workload`` (None where it has none: the reports' loop is MNIST's)."""
     if name == "seqnets":
         return seqnets_path(workload, workdir)
+    if name in VARIANTS:
+        return seqnets_path(workload, workdir, VARIANTS[name])
     if name == "lightning":
         return lightning_path(workload, workdir)
     if name == "reports":
@@ -252,14 +303,14 @@ def throughput(
     """Seconds per step of every path, interleaved round by round; median over rounds."""
     results: dict[str, dict[str, Any]] = {}
     for workload in workloads:
-        paths = {name: make_path(name, workload, workdir, data_dir) for name in PATHS}
+        paths = {name: make_path(name, workload, workdir, data_dir) for name in all_paths()}
         samples: dict[str, list[float]] = {name: [] for name, f in paths.items() if f}
         for _ in range(rounds):
             for name in samples:
                 samples[name].append(paths[name](steps))
         batch = compose_run(WORKLOADS[workload], "unused").task.batch_size
         row: dict[str, Any] = {"batch_size": batch, "steps_per_round": steps, "rounds": rounds}
-        for name in PATHS:
+        for name in all_paths():
             if name in samples:
                 seconds = statistics.median(samples[name])
                 row[name] = {
@@ -267,7 +318,7 @@ def throughput(
                     "sequences_per_s": batch / seconds,
                     "rounds_ms": [1000 * s for s in samples[name]],
                 }
-        for other in PATHS[1:]:
+        for other in all_paths()[1:]:
             if other in row:
                 row[f"seqnets/{other}"] = row[other]["ms_per_step"] / row["seqnets"]["ms_per_step"]
         results[workload] = row
@@ -278,7 +329,7 @@ def peak_memory(workload: str, path: str, steps: int, data_dir: str) -> float:
     """Peak resident memory (MiB) of a child process that trains ``steps`` steps on a path
     (``cli``: a real run of ``python -m seqnets.train`` on the workload, data load, training,
     validation and test analysis included)."""
-    args = [sys.executable, "-m", "seqnets.bench", "--child", workload, path, str(steps)]
+    args = [sys.executable, __file__, "--child", workload, path, str(steps)]
     done = subprocess.run(
         [*args, "--data-dir", data_dir], check=True, capture_output=True, text=True
     )
@@ -351,10 +402,10 @@ def _make_at(make: Callable, length: int, n: int, generator: torch.Generator) ->
 
 def print_table(results: dict[str, dict[str, Any]], memory: dict[str, dict[str, float]]) -> None:
     print(
-        f"\n{'workload':<12}{'path':<10}{'ms/step':>10}{'seq/s':>10}{'peak MiB':>10}{'ratio':>27}"
+        f"\n{'workload':<12}{'path':<22}{'ms/step':>10}{'seq/s':>10}{'peak MiB':>10}{'ratio':>36}"
     )
     for workload, row in results.items():
-        for path in PATHS:
+        for path in all_paths():
             if path not in row:
                 continue
             ratio = ""
@@ -362,9 +413,9 @@ def print_table(results: dict[str, dict[str, Any]], memory: dict[str, dict[str, 
                 ratio = f"seqnets/{path} = {row[f'seqnets/{path}']:.2f}x"
             mib = memory.get(workload, {}).get(path)
             print(
-                f"{workload:<12}{path:<10}{row[path]['ms_per_step']:>10.2f}"
+                f"{workload:<12}{path:<22}{row[path]['ms_per_step']:>10.2f}"
                 f"{row[path]['sequences_per_s']:>10,.0f}"
-                f"{'' if mib is None else f'{mib:.0f}':>10}{ratio:>27}"
+                f"{'' if mib is None else f'{mib:.0f}':>10}{ratio:>36}"
             )
     print("(ratio: how many times faster seqnets trains than that path; 1.0 = as fast)")
 
@@ -380,7 +431,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", default=None, help="default: paths.data_dir")
     parser.add_argument("--out", type=Path, default=Path("outputs/bench"))
     parser.add_argument("--child", nargs=3, metavar=("WORKLOAD", "PATH", "STEPS"))
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=OVERRIDE[;OVERRIDE...]",
+        help="another seqnets column, with these train overrides (e.g. "
+        "bf16=trainer.precision=bf16-mixed); timed in the same rounds as the others",
+    )
     args = parser.parse_args(argv)
+    for variant in args.variant:
+        name, _, overrides = variant.partition("=")
+        VARIANTS[f"seqnets[{name}]"] = tuple(o for o in overrides.split(";") if o)
     torch.set_num_threads(resolve_threads(args.threads))
     skip_failing_nvml_check()  # as every training run does (seqnets.train)
     data_dir = args.data_dir or compose_run([], "unused").paths.data_dir
@@ -414,7 +476,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{name:<28}" + "".join(f"{v:>12,.0f}" for v in generation[name].values()))
 
     report = {
-        "command": " ".join(["python -m seqnets.bench", *(argv or sys.argv[1:])]),
+        "command": " ".join(["python benchmarks/bench.py", *(argv or sys.argv[1:])]),
         "threads": torch.get_num_threads(),
         "throughput": results,
         "peak_memory_mib": memory,

@@ -1,7 +1,7 @@
 """The real demo server in a process of its own, and the browser that opens it: shared by the
-browser tests (tests/test_demo.py) and ``seqnets.demo.timing``, so that what they check and
-what they time is what a user gets from ``python -m seqnets.demo``, started and stopped the
-same way in both."""
+browser tests (tests/test_demo.py) and ``benchmarks/demo_timing.py``, so that what they check
+and what they time is what a user gets from ``python -m seqnets.demo``, started and stopped
+the same way in both. Test and timing support: it lives outside the package."""
 
 from __future__ import annotations
 

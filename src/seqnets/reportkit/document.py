@@ -16,8 +16,8 @@ from seqnets import records
 DASH = "\u2013"  # a table cell with no value
 
 
-def signed(value: float | None, digits: int = 2) -> str:
-    return DASH if value is None else f"{value:+.{digits}f}"
+def signed(value: float | None) -> str:
+    return DASH if value is None else f"{value:+.2f}"
 
 
 def table(header: Sequence[str], rows: list[Sequence[Any]]) -> str:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from seqnets.report.stats import Row
+from seqnets.reportkit.stats import Row
 
 # The task config's parts that are not a setting of the run (or repeat one).
 NOT_SETTINGS = ("datamodule", "objective", "monitor", "monitor_mode")
@@ -28,7 +28,7 @@ def freeze(value: Any) -> Any:
 
 
 def settings(config: dict[str, Any]) -> dict[str, Any]:
-    """A run's settings, flat: ``model.*``, ``task.*`` (its knobs and every other number the
+    """A run's settings, flat: ``model.*``, ``task.*`` (its setting keys and every other number the
     task config sets, not its DataModule's copy of them), ``l2``, and the optimizer's and
     scheduler's classes."""
     out: dict[str, Any] = {}

@@ -1,5 +1,5 @@
-"""Runs as results that outlive the command that made them: what makes two runs the same,
-finding a finished one, claiming one while it trains, and resuming one that was killed.
+"""A run is trained once and reused after: what makes two runs the same, finding a finished
+one, resuming one that was killed, and a sweep job that does whichever applies.
 
 A run's identity is its resolved config with everything that does not change what it
 computes taken out (its own directory, the data directory, threads, the progress bar: see
@@ -13,13 +13,8 @@ computes taken out (its own directory, the data directory, threads, the progress
 - the report (``report/plan.py``) plans its runs by identity, finds them with ``index``, and
   trains the missing ones as such sweeps.
 
-While a job trains, it holds a claim: ``<runs_dir>/claims/<identity>.lock``, naming its
-process, host and run directory, created atomically (a complete file hard-linked into place:
-atomic on local disks and NFS alike). A job that finds its run claimed waits for the claim to
-go, then reads the result, so two sweeps or reports on the same ``outputs/`` never train one
-run twice. A claim is stale, and taken over, when its process is dead (same host) or when its
-heartbeat (the file's mtime, touched every ``heartbeat_s``) is older than ``stale_after_s``
-(another host: a SLURM node whose job hit its time limit).
+A job holds a claim while it trains (``seqnets.claims``), so two sweeps or reports on the
+same ``outputs/`` never train one run twice.
 
 A reused job's own directory gets a ``metrics.json`` of ``status: reused`` naming the run it
 reused (``records.read_run`` follows it); the reused run's files are only read, never touched.
@@ -27,17 +22,11 @@ reused (``records.read_run`` follows it); the reused run's files are only read, 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import math
-import os
-import socket
 import sys
-import threading
-import time
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -48,6 +37,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from seqnets import records, signals
+from seqnets.claims import CLAIMS, Claim, describe, wait_while_held
 from seqnets.errors import ConfigError, check_bool, check_choice, check_real
 
 log = logging.getLogger(__name__)
@@ -55,7 +45,6 @@ log = logging.getLogger(__name__)
 RUN = "<run>"  # a run's own directory, in a normalised config
 DATA = "<data>"  # the data directory, in a normalised config
 ROOTS = ("runs", "multirun")  # where runs are, below a runs directory (single runs, sweeps)
-CLAIMS = "claims"  # below a runs directory: one lock file per run being trained
 # Records that are results: reused as they are (failed and diverged ones unless retrained).
 RESULTS = (records.COMPLETED, records.DIVERGED, records.FAILED)
 RETRAINABLE = (records.FAILED, records.DIVERGED)
@@ -73,6 +62,7 @@ def normalized(config: dict[str, Any], output_dir: str, data_dir: str) -> dict[s
     """``config`` without what does not change a run's result, its own paths replaced by
     placeholders (a run's config holds them resolved, e.g. in the checkpoint directory)."""
     config = records.reanchor(records.reanchor(config, output_dir, RUN), data_dir, DATA)
+    config = records.current_targets(config)
     for keys in (key.split(".") for key in records.VOLATILE):
         node = config
         for key in keys[:-1]:
@@ -105,12 +95,12 @@ def index(
     a result nor a checkpoint to resume from; unless the sweep writes where an earlier one
     did (a fixed ``hydra.sweep.dir``): then what is there is reused or resumed in place.
 
-    ``slim``: only what a sweep job decides by (``facts``), remembered between its jobs."""
+    ``slim``: only what a sweep job decides by (``essentials``), remembered between its jobs."""
     seen: dict[str, tuple[str | None, dict[str, Any]]] = {}
     for root in where:
         for run_dir in records.run_dirs(root):
             if slim:
-                record = facts(run_dir)
+                record = essentials(run_dir)
                 ident = record["identity"]
             else:
                 record = records.read_run(run_dir)
@@ -125,11 +115,11 @@ def index(
     return by_identity, [record for _, record in seen.values()]
 
 
-_facts: dict[str, tuple[tuple[int, int, int], dict[str, Any]]] = {}
-FACTS = ("status", "dir", "best_val", "reused_in")
+_essentials: dict[str, tuple[tuple[int, int, int], dict[str, Any]]] = {}
+ESSENTIALS = ("status", "dir", "best_val", "reused_in")
 
 
-def facts(run_dir: Path) -> dict[str, Any]:
+def essentials(run_dir: Path) -> dict[str, Any]:
     """A run's status, directory, best validation value and identity: what a sweep job
     decides by. Every job of a sweep looks at every run under ``outputs/`` (a record holds
     every step's loss: ~1 s per 100 runs to read), so a process remembers them while a run's
@@ -139,14 +129,14 @@ def facts(run_dir: Path) -> dict[str, Any]:
         stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
     except FileNotFoundError:
         stamp = None
-    known = _facts.get(str(run_dir))
+    known = _essentials.get(str(run_dir))
     if stamp is not None and known is not None and known[0] == stamp:
         return known[1]
     record = records.read_run(run_dir)
-    found = {key: record.get(key) for key in FACTS}
+    found = {key: record.get(key) for key in ESSENTIALS}
     found["identity"] = identity(record["config"]) if record.get("config") else None
     if stamp is not None:
-        _facts[str(run_dir)] = (stamp, found)
+        _essentials[str(run_dir)] = (stamp, found)
     return found
 
 
@@ -200,7 +190,7 @@ def occupant(run_dir: Path, ident: str, reuse: bool) -> str | None:
     run's files over another's."""
     if not any((run_dir / entry).exists() for entry in TRAINED_ENTRIES):
         return None
-    found = facts(run_dir)
+    found = essentials(run_dir)
     same = found["identity"] == ident
     if same and (found["status"] in RESUMABLE or (reuse and found["status"] in RESULTS)):
         return None
@@ -221,145 +211,6 @@ def job_identity(config: DictConfig, output_dir: Path) -> str:
         HydraConfig.instance().set_config(config)  # what ${hydra:runtime.output_dir} reads
         del config.hydra
     return identity(OmegaConf.to_container(config, resolve=True))
-
-
-# --- claims ---------------------------------------------------------------------------------
-
-
-_held: set[str] = set()  # tokens of the claims this process holds
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
-
-
-def _read_holder(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except ValueError:  # never half-written (linked complete), but a foreign file: a holder
-        return {}
-
-
-class Claim:
-    """The right to train one run, held while it trains (see the module's docstring)."""
-
-    def __init__(self, directory: Path, ident: str, run_dir: Path, settings: DictConfig) -> None:
-        self.path = Path(directory) / f"{ident}.lock"
-        self.heartbeat_s = float(settings.heartbeat_s)
-        self.stale_after_s = float(settings.stale_after_s)
-        self.me = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "run_dir": str(run_dir),
-            "token": uuid.uuid4().hex,
-        }
-        self._stop = threading.Event()
-        self._beat: threading.Thread | None = None
-
-    def take(self) -> dict[str, Any] | None:
-        """Take the claim: None when taken, else the live holder's record."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        while True:
-            if self._create():
-                _held.add(self.me["token"])
-                self._beat = threading.Thread(target=self._heartbeat, daemon=True)
-                self._beat.start()
-                return None
-            holder = _read_holder(self.path)
-            if holder is None:  # released between our two looks
-                continue
-            if not self.is_stale(holder):
-                return holder
-            self._remove_stale(holder)
-
-    def _create(self) -> bool:
-        """The lock file, complete from its first instant: written aside, then hard-linked
-        into place (the link fails if the file exists, atomically, NFS included)."""
-        aside = self.path.with_name(f"{self.path.name}.{self.me['token']}")
-        aside.write_text(json.dumps(self.me))
-        try:
-            os.link(aside, self.path)
-            return True
-        except FileExistsError:
-            return False
-        except OSError:  # no hard links on this filesystem: an exclusive create instead
-            try:
-                handle = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                return False
-            with os.fdopen(handle, "w") as file:
-                file.write(json.dumps(self.me))
-            return True
-        finally:
-            aside.unlink(missing_ok=True)
-
-    def is_stale(self, holder: dict[str, Any]) -> bool:
-        """Whether ``holder`` is gone: its process dead on this host, or (another host) its
-        heartbeat older than ``stale_after_s``."""
-        if holder.get("host") == self.me["host"] and isinstance(holder.get("pid"), int):
-            if holder["pid"] == self.me["pid"]:  # this process: held by a job still running?
-                return holder.get("token") not in _held
-            return not _alive(holder["pid"])
-        try:
-            age = time.time() - self.path.stat().st_mtime
-        except FileNotFoundError:
-            return False  # released: the next look finds it free
-        return age > self.stale_after_s
-
-    def _remove_stale(self, holder: dict[str, Any]) -> None:
-        """Move the stale file aside and delete it, unless what was moved is not the claim
-        judged stale (another process took it over meanwhile): that one is put back."""
-        aside = self.path.with_name(f"{self.path.name}.{self.me['token']}.stale")
-        try:
-            os.rename(self.path, aside)
-        except FileNotFoundError:
-            return
-        if _read_holder(aside) != holder:
-            with contextlib.suppress(FileExistsError):
-                os.link(aside, self.path)
-        else:
-            log.warning("taking over the stale claim %s (%s)", self.path, describe(holder))
-        aside.unlink(missing_ok=True)
-
-    def _heartbeat(self) -> None:
-        while not self._stop.wait(self.heartbeat_s):
-            try:
-                os.utime(self.path)
-            except OSError:
-                return
-
-    def release(self) -> None:
-        """Give the claim back (only if the file is still ours)."""
-        self._stop.set()
-        _held.discard(self.me["token"])
-        if (_read_holder(self.path) or {}).get("token") == self.me["token"]:
-            self.path.unlink(missing_ok=True)
-
-
-def describe(holder: dict[str, Any]) -> str:
-    return (
-        f"process {holder.get('pid', '?')} on {holder.get('host', '?')} since "
-        f"{holder.get('started', '?')}, training {holder.get('run_dir', '?')}"
-    )
-
-
-def wait_while_held(path: Path, holder: dict[str, Any], claim: Claim, poll_s: float) -> None:
-    """Until the claim file changes hands, goes, or its holder goes stale (a cheap look at one
-    file every ``poll_s``; the runs are read again only after)."""
-    while True:
-        time.sleep(poll_s)
-        now = _read_holder(path)
-        if now != holder or claim.is_stale(holder):
-            return
 
 
 # --- a sweep's job --------------------------------------------------------------------------
@@ -395,7 +246,7 @@ def job(cfg: DictConfig, train: Callable[..., float | None]) -> float | None:
     its checkpoint) or trained, under a claim. Returns what ``train`` returns (for a reused
     run: its best validation value, for sweepers)."""
     run_dir = Path(cfg.paths.output_dir)
-    if not cfg.get("ckpt_path") and (here := resume_point([facts(run_dir)])) is not None:
+    if not cfg.get("ckpt_path") and (here := resume_point([essentials(run_dir)])) is not None:
         # A job started again in its own run directory: a cluster requeues a preempted job
         # with the same arguments (signals.requeue). A new run never finds anything there
         # (run directories are named to the microsecond), so this holds with or without
@@ -423,7 +274,7 @@ def job(cfg: DictConfig, train: Callable[..., float | None]) -> float | None:
         candidates = index([*roots(settings.runs_dir), here], slim=True)[0].get(ident, [])
         found = result(candidates, tuple(settings.retrain))
         if found is not None:
-            return reuse(run_dir, found, ident)
+            return record_reuse(run_dir, found, ident)
         checkpoint = resume_point(candidates)
         if checkpoint is None:
             return train(cfg)
@@ -434,7 +285,7 @@ def job(cfg: DictConfig, train: Callable[..., float | None]) -> float | None:
         claim.release()
 
 
-def reuse(run_dir: Path, found: dict[str, Any], ident: str) -> float | None:
+def record_reuse(run_dir: Path, found: dict[str, Any], ident: str) -> float | None:
     """Record in this job's directory which run it reused, and return that run's best
     validation value (finite, or None: what sweepers read)."""
     source = str(Path(found["dir"]).resolve())  # readable from any working directory
@@ -466,6 +317,6 @@ def how(job_record: dict[str, Any]) -> str | None:
     return None
 
 
-def tally(job_dirs: list[Path]) -> Counter:
+def count_outcomes(job_dirs: list[Path]) -> Counter:
     """How many of these sweep jobs were reused, resumed, trained."""
     return Counter(h for d in job_dirs if (h := how(records.read_run(d.resolve(), follow=False))))

@@ -1,9 +1,6 @@
 """Numbers over seeds with their provenance: one experiment's runs (``Row``), the mean and
-spread of one number over them (``Stat``), where each number is read from a run's
-``metrics.json`` (``Getter``), and the sentences that compare them.
-
-Numbers over seeds are mean ± standard deviation of the runs that completed; a run that
-failed, diverged or never finished is reported as such and never averaged in.
+spread of one number over them (``Stat``) and where it is read in a run's ``metrics.json``
+(``Getter``). Only completed runs are averaged; any other is reported as such.
 """
 
 from __future__ import annotations
@@ -15,7 +12,7 @@ from typing import Any
 
 from seqnets import records
 from seqnets.models.backbone import describe_model
-from seqnets.report.document import DASH
+from seqnets.reportkit.document import DASH
 
 
 @dataclass
@@ -28,8 +25,7 @@ class Row:
     planned: dict[str, Any] | None = None  # the config as planned, when no run has one
 
     @property
-    def name(self) -> str:
-        """The experiment's short name (``mnist/lstm_128`` -> ``lstm_128``)."""
+    def name(self) -> str:  # mnist/lstm_128 -> lstm_128
         return self.experiment.split("/")[-1]
 
     @property
@@ -68,7 +64,6 @@ class Row:
         return out
 
     def status(self) -> str:
-        """The problems as a table cell: ``ok`` when every seed completed."""
         return "; ".join(self.problems()) or "ok"
 
 
@@ -82,11 +77,11 @@ class Stat:
         self.mean = statistics.fmean(numbers) if numbers else None
         self.std = statistics.stdev(numbers) if len(numbers) > 1 else 0.0 if numbers else None
 
-    def text(self, scale: float = 1.0, digits: int = 2, unit: str = "") -> str:
+    def text(self, scale: float = 1.0, digits: int = 2) -> str:
         if self.mean is None:
             return DASH
         spread = f" ± {self.std * scale:.{digits}f}" if self.n > 1 else ""
-        return f"{self.mean * scale:.{digits}f}{spread}{unit}"
+        return f"{self.mean * scale:.{digits}f}{spread}"
 
     def record(self) -> dict[str, Any]:
         return {
@@ -175,12 +170,11 @@ def best_row(rows: list[Row], get: Getter, mode: str = "max") -> Row | None:
 
 
 def best_on_validation(rows: list[Row]) -> Row | None:
-    """The row with the best mean validation score (the runs' monitored metric)."""
+    """The inside pick when the report's config names none; the MNIST section's best run."""
     return best_row(rows, field("best_val"), monitor_mode(rows))
 
 
 def best_run(row: Row, mode: str = "max") -> dict[str, Any] | None:
-    """The row's completed run with the best validation score."""
     scored = [r for r in row.completed if r.get("best_val") is not None]
     pick = max if mode == "max" else min
     return pick(scored, key=lambda r: r["best_val"]) if scored else None
@@ -223,19 +217,3 @@ def mean_curve(runs: list[dict[str, Any]], metric: str) -> list[tuple[int, float
             if metric in row:
                 lengths.setdefault(row["length"], []).append(row[metric])
     return [(n, statistics.fmean(v)) for n, v in sorted(lengths.items())]
-
-
-def first_below(curve: list[tuple[int, float]], bar: float = 0.99) -> int | None:
-    return next((n for n, v in curve if v < bar), None)
-
-
-def holds(name: str, what: str, curve: list[tuple[int, float]], trained_up_to: int) -> str:
-    """From which length ``what`` drops below 99 %, or that it never does, and whether that
-    is within the training lengths or beyond them."""
-    below = first_below(curve)
-    if below is None:
-        return f"{name}: {what} stays at 99 % or more at every length measured (to {curve[-1][0]})."
-    where = (
-        "beyond the training lengths" if below > trained_up_to else "within the training lengths"
-    )
-    return f"{name}: {what} drops below 99 % from length {below} ({where})."

@@ -1,5 +1,5 @@
 """How fast the demo answers, the source of the README's "How fast" figures:
-``python -m seqnets.demo.timing [ckpt_path=<mnist run>] [repeats=3]`` (``make demo-bench``).
+``python benchmarks/demo_timing.py [ckpt_path=<mnist run>] [repeats=3]`` (``make demo-bench``).
 
 It serves the real page (``python -m seqnets.demo``) on a free localhost port with an MNIST
 run: ``ckpt_path``'s, else the best completed one under ``outputs/``, else a small one trained
@@ -30,25 +30,34 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from demo_server import CHROMIUM, CHROMIUM_ARGS, demo_server  # beside this file
 from PIL import Image
 
-from seqnets.demo.runs import Run, best_per_task, find_runs, from_checkpoint
-from seqnets.demo.serving import CHROMIUM, CHROMIUM_ARGS, demo_server
+from seqnets.demo.catalog import Run, best_per_task, find_runs, from_checkpoint
 from seqnets.errors import EXIT_USAGE, ConfigError, check_int
 
-USAGE = "python -m seqnets.demo.timing [ckpt_path=<mnist run dir or .ckpt>] [repeats=3]"
+USAGE = "python benchmarks/demo_timing.py [ckpt_path=<mnist run dir or .ckpt>] [repeats=3]"
 # tests/test_demo.py's MNIST run (tiny() presets included): trained when none is at hand.
 SMALL_RUN = ["debug=fast", "trainer=cpu", "trainer.enable_model_summary=false", "task=mnist"]
 SMALL_RUN += ["model.hidden=16", "callbacks.analysis.inside=false"]
 ANSWER = "The network reads"
 # The answer's text is on the page: the browser's clock then (ms from navigation start).
-SHOWN = f"() => document.getElementById('mnist-answer')?.innerText.includes('{ANSWER}')"
+SHOWN = f"(id) => document.getElementById(id)?.innerText.includes('{ANSWER}')"
 SHOWN += " && performance.now()"
 RELEASED = """() => { window.releasedAt = null; window.addEventListener('pointerup',
   () => { window.releasedAt ??= performance.now(); }, true); }"""
+# Every change to the answer's elements (text, probabilities, pictures), on the browser's
+# clock: the page answers during the stroke too, so the answer to the whole drawing is the
+# last change once the page is quiet.
+WATCH = """(ids) => { window.changedAt = [];
+  const seen = new MutationObserver(() => window.changedAt.push(performance.now()));
+  for (const id of ids) seen.observe(document.getElementById(id),
+    {subtree: true, childList: true, attributes: true, characterData: true}); }"""
+QUIET_MS = 2000  # no answer arrives later than this after the last one, on this machine
 SENT = """() => performance.getEntriesByType('resource').find(e =>
   e.name.includes('/queue/join') && e.startTime >= window.releasedAt)?.startTime ?? null"""
-CANVAS = "() => !!document.querySelector('#mnist-sketch canvas') && performance.now()"
+# The canvas is there: a person could draw now (no tool to pick first).
+CANVAS = "(id) => !!document.querySelector(`#${id} canvas`) && performance.now()"
 BROWSER = ("page load: first content", "page load: canvas ready",
            "drawing: mouse released to answer", "drawing: request sent to answer")  # fmt: skip
 PAINT = "() => performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? null"
@@ -76,16 +85,21 @@ def cpu_model() -> str:
     return "unknown"
 
 
+def draws(run: Run) -> bool:
+    """Whether the run's task is answered from a drawing on the page."""
+    return run.task_object().demo_tab().input == "drawing"
+
+
 def mnist_run(ckpt_path: str | None, workdir: Path) -> tuple[Run, str]:
     """The run the server answers with, and where it came from."""
     if ckpt_path:
         run = from_checkpoint(ckpt_path)
-        if run.task != "mnist":
+        if not draws(run):
             raise ConfigError(f"ckpt_path={ckpt_path} is a {run.task} run: give an MNIST one")
         return run, "given as ckpt_path"
-    found = best_per_task(find_runs("outputs")).get("mnist")
+    found = [run for run in best_per_task(find_runs("outputs")).values() if draws(run)]
     if found:
-        return found, "the best completed MNIST run under outputs/"
+        return found[0], "the best completed MNIST run under outputs/"
     print("seqnets demo timing: no completed MNIST run under outputs/: training a small one")
     print(f"  python -m seqnets.train {' '.join(SMALL_RUN)}  (in a temporary directory)")
     args = [*SMALL_RUN, f"hydra.run.dir={workdir / 'run'}"]
@@ -108,19 +122,20 @@ def timed(answer: Callable[[], str], repeats: int) -> list[float]:
     return seconds[1:]
 
 
-def through_api(url: str, checkpoint: str, png: Path, repeats: int) -> list[float]:
+def through_api(url: str, run: Run, png: Path, repeats: int) -> list[float]:
     """Seconds from sending the PNG through the page's API to its answer."""
     from gradio_client import Client, handle_file
 
     client = Client(url, verbose=False, download_files=False)
+    checkpoint, api = str(run.checkpoint), f"/{run.task}_upload"
 
     def send() -> str:
-        return client.predict(checkpoint, handle_file(str(png)), api_name="/read_upload")[0]
+        return client.predict(checkpoint, handle_file(str(png)), api_name=api)[0]
 
     return timed(send, repeats)
 
 
-def in_browser(url: str, repeats: int) -> tuple[dict[str, list[float]], str]:
+def in_browser(url: str, task: str, repeats: int) -> tuple[dict[str, list[float]], str]:
     """Seconds per page load and drawing (see the module's docstring); Chromium's version."""
     from playwright.sync_api import sync_playwright
 
@@ -132,8 +147,8 @@ def in_browser(url: str, repeats: int) -> tuple[dict[str, list[float]], str]:
                 tab = browser.new_page(viewport={"width": 1280, "height": 1000})  # new context
                 tab.set_default_timeout(60_000)
                 tab.goto(url, wait_until="commit")
-                ready = tab.wait_for_function(CANVAS).json_value()
-                times = [tab.evaluate(PAINT), ready, *draw(tab)]
+                ready = tab.wait_for_function(CANVAS, arg=f"{task}-sketch").json_value()
+                times = [tab.evaluate(PAINT), ready, *draw(tab, task)]
                 for name, ms in zip(BROWSER, times, strict=True):
                     if ms is not None:
                         found[name].append(ms / 1000)
@@ -143,21 +158,25 @@ def in_browser(url: str, repeats: int) -> tuple[dict[str, list[float]], str]:
             browser.close()
 
 
-def draw(tab: Any) -> tuple[float, float | None]:
-    """A downward stroke (a "1"), as the browser test draws: ms from the mouse's release,
-    and from the request's sending, to the answer on the page."""
-    tab.click("#mnist-sketch button[aria-label=Brush]")
-    box = tab.locator("#mnist-sketch canvas").first.bounding_box()
+def draw(tab: Any, task: str) -> tuple[float, float | None]:
+    """A downward stroke (a "1"), as the browser test draws, on the canvas as the page opens
+    it (nothing clicked first): ms from the mouse's release, and from the sending of the
+    request made after it, to the answer to the whole stroke on the page (its last change
+    once quiet; 0 when the answer shown at release was already the final one)."""
+    box = tab.locator(f"#{task}-sketch canvas").first.bounding_box()
     x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] * 0.25
     tab.evaluate(RELEASED)
+    tab.evaluate(WATCH, [f"{task}-answer", f"{task}-steps"])
     tab.mouse.move(x, y)
     tab.mouse.down()
     for step in range(1, 5):
         tab.mouse.move(x + step * 2, y + step * box["height"] * 0.13)
     tab.mouse.up()
-    shown = tab.wait_for_function(SHOWN).json_value()
+    tab.wait_for_function(SHOWN, arg=f"{task}-answer")
+    tab.wait_for_timeout(QUIET_MS)
     released, sent = tab.evaluate("() => window.releasedAt"), tab.evaluate(SENT)
-    return shown - released, None if sent is None else shown - sent
+    shown = max([released, *tab.evaluate("() => window.changedAt")])
+    return shown - released, None if sent is None else max(0.0, shown - sent)
 
 
 def in_process(run: Run, drawing: Image.Image, data_dir: str, repeats: int) -> list[float]:
@@ -165,12 +184,13 @@ def in_process(run: Run, drawing: Image.Image, data_dir: str, repeats: int) -> l
     import torch
 
     from seqnets.demo.answers import Models
-    from seqnets.demo.page import read_mnist
+    from seqnets.demo.page import TabSpec, respond
     from seqnets.runtime import resolve_threads
 
     torch.set_num_threads(resolve_threads(None))  # as the server does by default
-    models, value = Models([run], data_dir), {"composite": drawing}
-    return timed(lambda: read_mnist(models, {}, str(run.checkpoint), value, None)[0], repeats)
+    models = Models([run], data_dir)
+    spec = TabSpec(run.task, run.task_object().demo_tab(), [run], run)
+    return timed(lambda: respond(models, spec, str(run.checkpoint), drawing, 1000)[0], repeats)
 
 
 def digit_inputs(data_dir: str, folder: Path) -> tuple[Path, Image.Image]:
@@ -202,13 +222,13 @@ def main(argv: list[str]) -> None:
         print(f"seqnets demo timing: {run.label} ({source})", flush=True)
         png, drawing = digit_inputs(data_dir, Path(tmp))
         with demo_server(f"ckpt_path={run.checkpoint}", "train_missing=false") as url:
-            api = through_api(url, str(run.checkpoint), png, repeats)
-            browser, version = in_browser(url, repeats)
+            api = through_api(url, run, png, repeats)
+            browser, version = in_browser(url, run.task, repeats)
         local = in_process(run, drawing, data_dir, repeats)
     figures = {name: s for name, s in browser.items() if s}
     figures |= {"API: PNG sent to answer": api, "in process: a drawing's answer": local}
     report = {
-        "command": " ".join(["python -m seqnets.demo.timing", *argv]),
+        "command": " ".join(["python benchmarks/demo_timing.py", *argv]),
         "date": started.isoformat(timespec="seconds"),
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
