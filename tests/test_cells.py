@@ -80,6 +80,22 @@ def test_check_cell_names_what_is_wrong():
         check_cell(Leaky)
 
 
+def test_a_size_check_that_allocates_fails_the_contract(monkeypatch):
+    """The contract measures what counting a huge cell allocates, not how long it takes (a
+    machine's speed would decide): a count that builds a real module is refused."""
+    import seqnets.testing
+
+    count = seqnets.testing.parameter_count
+
+    def allocating(*args, **kwargs):
+        LSTM(28, 300, num_layers=2, bidirectional=True)
+        return count(*args, **kwargs)
+
+    monkeypatch.setattr(seqnets.testing, "parameter_count", allocating)
+    with pytest.raises(AssertionError, match=r"allocated \d+ elements"):
+        CHECKS["parameter_count"](CELLS["lstm"])
+
+
 # -- LSTM: the replayed equations ----------------------------------------------------------
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_lstm_states_replay_the_module(bidirectional):
