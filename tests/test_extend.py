@@ -133,7 +133,7 @@ def _demo(folder: Path) -> None:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page()
-            page.set_default_timeout(30_000)
+            page.set_default_timeout(120_000)  # a backstop: a loaded machine is slow, not wrong
             page.goto(url)
             page.get_by_role("tab", name="Parity").click()
             page.fill("#parity-input textarea", "0110")
