@@ -86,7 +86,7 @@ class {camel}(Task):
 
     name = "{name}"
     title = "{title}"
-    knobs = ("max_len",)
+    setting_keys = ("max_len",)
 
     def predict(self, module: Any, datamodule: Any, value: Any) -> dict[str, Any]:
         """Bit strings (``input=0110`` or ``input=[0110,101]``) -> one row each."""
