@@ -285,7 +285,12 @@ def lightning_log(caplog):
 
 # -- Trainer arguments ---------------------------------------------------------------------
 def test_max_time_stops_the_run(fit):
-    run = fit(*epochs(1000), "trainer.limit_val_batches=1", "++trainer.max_time=00:00:00:01")
+    run = fit(
+        *epochs(1000),
+        "trainer.limit_val_batches=1",
+        "++trainer.max_time=00:00:00:01",
+        "++trainer.min_epochs=1",  # an epoch at least, however slow the machine
+    )
     assert run.metrics["status"] == "completed"
     assert "time limit (trainer.max_time=00:00:00:01)" in run.metrics["stopped_by"]
     assert 1 <= run.metrics["epochs_trained"] < 1000
