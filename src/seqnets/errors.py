@@ -8,9 +8,10 @@ signal exits 128 + its number, as for any Unix command (130 for Ctrl-C, 143 for 
 
 from __future__ import annotations
 
+import importlib
 import math
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 EXIT_FAILED, EXIT_USAGE = 1, 2  # a signal's stop: 128 + its number (seqnets.signals)
 
@@ -97,3 +98,17 @@ def check_choice(name: str, value: object, allowed: tuple[str, ...], why: str = 
             + (f" ({why})" if why else "")
         )
     return value  # type: ignore[return-value]
+
+
+def import_by_path(setting: str, path: str) -> Any:
+    """What ``path`` (``module.Name``) names, for a setting that takes a user's own class
+    (``model.cell``, ``task._target_``): one line naming the setting and the cause when it
+    cannot be imported. Not Hydra's ``get_class``, which logs an error of its own first."""
+    try:
+        module, _, attribute = str(path).rpartition(".")
+        return getattr(importlib.import_module(module), attribute)
+    except (ImportError, AttributeError, ValueError) as error:
+        raise ConfigError(
+            f"{setting}={path!r} cannot be imported ({type(error).__name__}: {error}); is its "
+            f"folder on PYTHONPATH?"
+        ) from None

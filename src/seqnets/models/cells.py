@@ -9,7 +9,6 @@ needs no change here.
 
 from __future__ import annotations
 
-import importlib
 import math
 from typing import Any
 
@@ -18,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
-from seqnets.errors import ConfigError
+from seqnets.errors import ConfigError, import_by_path
 from seqnets.models.cell_contract import Cell, check_cell_class, repack
 
 
@@ -295,14 +294,7 @@ def cell_class(name: str) -> type[Cell]:
             f"model.cell={name!r} is not allowed: choose one of {', '.join(CELLS)} or give a "
             f"class by import path (e.g. mycells.IndRNN)"
         )
-    try:
-        module, _, attribute = name.rpartition(".")
-        cls = getattr(importlib.import_module(module), attribute)
-    except (ImportError, AttributeError, ValueError) as error:
-        raise ConfigError(
-            f"model.cell={name!r} cannot be imported ({type(error).__name__}: {error}); is "
-            f"its folder on PYTHONPATH?"
-        ) from None
+    cls = import_by_path("model.cell", name)
     check_cell_class(cls, name)
     return cls
 

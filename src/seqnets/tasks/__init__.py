@@ -6,14 +6,13 @@ when it has one (a task written outside this package) and else by ``task.name`` 
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from typing import Any
 
 from hydra.utils import get_class
 from omegaconf import DictConfig
 
-from seqnets.errors import ConfigError
+from seqnets.errors import ConfigError, import_by_path
 from seqnets.tasks.base import Task
 
 TASKS = {
@@ -39,14 +38,7 @@ def task_of(config: Mapping[str, Any] | DictConfig) -> Task:
     record's)."""
     target = config.get("_target_")
     if target:
-        try:  # not Hydra's get_class: it logs an error of its own before raising
-            module, _, attribute = str(target).rpartition(".")
-            cls = getattr(importlib.import_module(module), attribute)
-        except (ImportError, AttributeError, ValueError) as error:
-            raise ConfigError(
-                f"task._target_={target!r} cannot be imported ({type(error).__name__}: "
-                f"{error}); is its folder on PYTHONPATH?"
-            ) from error
+        cls = import_by_path("task._target_", target)
         if not (isinstance(cls, type) and issubclass(cls, Task)):
             raise ConfigError(f"task._target_={target!r} is not a seqnets.tasks.base.Task")
         return cls(config)
