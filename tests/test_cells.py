@@ -7,28 +7,15 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from seqnets.errors import ConfigError
 from seqnets.models.cells import CELLS, LSTM, Cell, cell_class, check_cell_class
-from seqnets.testing import CHECKS, check_cell
-
-INPUT, HIDDEN = 3, 4
-LENGTHS = torch.tensor([6, 2, 4])
-
-
-def build(name: str, num_layers: int = 1, bidirectional: bool = False, **kwargs) -> Cell:
-    torch.manual_seed(0)
-    cell = CELLS[name](INPUT, HIDDEN, num_layers=num_layers, bidirectional=bidirectional, **kwargs)
-    cell.init_weights(forget_bias=1.0, orthogonal=True)
-    return cell
-
-
-def ragged_batch() -> torch.Tensor:
-    x = torch.randn(3, 6, INPUT, generator=torch.Generator().manual_seed(1))
-    for i, n in enumerate(LENGTHS.tolist()):
-        x[i, n:] = 0
-    return x
-
-
-def h_n_of(state) -> torch.Tensor:
-    return state[0] if isinstance(state, tuple) else state
+from seqnets.testing import (
+    CHECKS,
+    HIDDEN,
+    INPUT,
+    LENGTHS,
+    build,
+    check_cell,
+    ragged_batch,
+)
 
 
 @pytest.mark.parametrize("check", list(CHECKS))
