@@ -34,7 +34,7 @@ from demo_server import CHROMIUM, CHROMIUM_ARGS, demo_server  # beside this file
 from PIL import Image
 
 from seqnets.demo.catalog import Run, best_per_task, find_runs, from_checkpoint
-from seqnets.errors import EXIT_USAGE, ConfigError, check_int
+from seqnets.errors import ConfigError, check_int, exit_usage
 
 USAGE = "python benchmarks/demo_timing.py [ckpt_path=<mnist run dir or .ckpt>] [repeats=3]"
 # tests/test_demo.py's MNIST run (tiny() presets included): trained when none is at hand.
@@ -254,8 +254,7 @@ if __name__ == "__main__":
     try:
         main(sys.argv[1:])
     except ConfigError as error:
-        sys.stderr.write(f"seqnets: error: {error}\n")
-        sys.exit(EXIT_USAGE)
+        exit_usage(str(error))
     except KeyboardInterrupt:
         sys.stderr.write("seqnets: stopped by SIGINT\n")
         sys.exit(130)

@@ -17,7 +17,7 @@ import re
 import sys
 from pathlib import Path
 
-from seqnets.errors import EXIT_USAGE, ConfigError
+from seqnets.errors import ConfigError, exit_usage
 from seqnets.skeletons import (
     CELL_CONFIG,
     CELL_MODULE,
@@ -113,5 +113,4 @@ if __name__ == "__main__":
     try:
         main(sys.argv[1:])
     except ConfigError as error:
-        sys.stderr.write(f"seqnets: error: {error}\n")
-        sys.exit(EXIT_USAGE)
+        exit_usage(str(error))
