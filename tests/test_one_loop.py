@@ -29,6 +29,7 @@ def test_max_time_stops_training_and_says_why(compose_cfg):
         "trainer.max_epochs=10000",
         "budget_minutes=null",
         "+trainer.max_time=00:00:00:01",
+        "+trainer.min_epochs=1",  # a whole epoch (and its checkpoint), however slow the machine
     )
     assert metrics["status"] == "completed"
     assert "trainer.max_time" in metrics["stopped_by"]

@@ -72,7 +72,7 @@ class History(L.Callback):
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Only a validation that ran in this epoch (not the sanity check) gives the epoch's
         # row its validation values: callback_metrics would carry the last ones over.
-        if trainer.sanity_checking or not hasattr(pl_module, "epoch_metrics"):
+        if trainer.sanity_checking:
             return
         values = pl_module.epoch_metrics("val")
         self._validated = {key: float(value) for key, value in values.items()}
