@@ -289,9 +289,7 @@ def record_reuse(run_dir: Path, found: dict[str, Any], ident: str) -> float | No
     """Record in this job's directory which run it reused, and return that run's best
     validation value (finite, or None: what sweepers read)."""
     source = str(Path(found["dir"]).resolve())  # readable from any working directory
-    if source == str(run_dir.resolve()):  # the job's own directory already holds it: as is
-        _in_place.add(source)
-    else:
+    if source != str(run_dir.resolve()):  # the job's own directory already holds it: as is
         records.write_metrics(
             run_dir, {"status": records.REUSED, "reused_from": source, "identity": ident}
         )
@@ -300,15 +298,12 @@ def record_reuse(run_dir: Path, found: dict[str, Any], ident: str) -> float | No
     return value if isinstance(value, float) and math.isfinite(value) else None
 
 
-# Job directories that this process found already holding their run (a fixed sweep
-# directory run again) and reused as they are: their records alone read as trained.
-_in_place: set[str] = set()
-
-
-def how(job_record: dict[str, Any]) -> str | None:
+def how(job_record: dict[str, Any], since: float | None = None) -> str | None:
     """What a sweep job did, from its own record (``read_run(..., follow=False)``): reused,
-    resumed or trained; None for a job that did not run (invalid, or no record yet)."""
-    if job_record["status"] == records.REUSED or job_record.get("dir") in _in_place:
+    resumed or trained; None for a job that did not run (invalid, or no record yet). A record
+    written before ``since`` (the sweep's start) was found in the job's own directory and
+    reused as it is (a fixed ``hydra.sweep.dir`` run again)."""
+    if job_record["status"] == records.REUSED or _written_before(job_record, since):
         return REUSED
     if job_record.get("resumed_from"):
         return RESUMED
@@ -317,6 +312,12 @@ def how(job_record: dict[str, Any]) -> str | None:
     return None
 
 
-def count_outcomes(job_dirs: list[Path]) -> Counter:
-    """How many of these sweep jobs were reused, resumed, trained."""
-    return Counter(h for d in job_dirs if (h := how(records.read_run(d.resolve(), follow=False))))
+def _written_before(job_record: dict[str, Any], since: float | None) -> bool:
+    path = Path(job_record["dir"]) / records.METRICS
+    return since is not None and path.exists() and path.stat().st_mtime < since
+
+
+def count_outcomes(job_dirs: list[Path], since: float | None = None) -> Counter:
+    """How many of these sweep jobs were reused, resumed, trained (``since``: see ``how``)."""
+    records_ = (records.read_run(d, follow=False) for d in job_dirs)
+    return Counter(h for record in records_ if (h := how(record, since)))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,8 @@ def sweep_jobs(config: DictConfig) -> list[list[str]] | None:
 class RunGuard(Callback):
     """Checks before any work; a summary after a sweep."""
 
+    started: float | None = None  # when the multirun started (time.time())
+
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         global _composed
         _composed = True
@@ -64,6 +67,7 @@ class RunGuard(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         global _composed
         _composed = True
+        self.started = time.time()  # records older than this were reused where they lay
         storage = str(config.hydra.sweeper.get("storage") or "")
         if storage.startswith("sqlite:///"):  # SQLite makes the file, not its folder
             Path(storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -92,7 +96,7 @@ class RunGuard(Callback):
             )
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        lines, failed = summary(Path(config.hydra.sweep.dir))
+        lines, failed = summary(Path(config.hydra.sweep.dir), self.started)
         for line in lines:
             sys.stderr.write(f"seqnets: {line}\n")
         if failed:
@@ -125,14 +129,14 @@ class CheckpointGuard(Callback):
             exit_usage(str(error))
 
 
-def summary(sweep_dir: Path) -> tuple[list[str], int]:
+def summary(sweep_dir: Path, since: float | None = None) -> tuple[list[str], int]:
     """One line for the sweep (how many jobs completed; how many were reused, resumed,
     trained), one per job that did not complete; and how many did not."""
     dirs = records.run_dirs(sweep_dir)
     results = [records.read_run(d) for d in dirs]  # a reused job: the run it reused
     pairs = zip(dirs, results, strict=True)
     bad = [(d, run) for d, run in pairs if run["status"] != records.COMPLETED]
-    done = reuse.count_outcomes(dirs)
+    done = reuse.count_outcomes(dirs, since)
     lines = [
         f"sweep finished: {len(results) - len(bad)} of {len(results)} jobs completed; "
         f"{done[reuse.REUSED]} reused, {done[reuse.RESUMED]} resumed, {done[reuse.TRAINED]} "
