@@ -57,7 +57,7 @@ QUIET_MS = 2000  # no answer arrives later than this after the last one, on this
 SENT = """() => performance.getEntriesByType('resource').find(e =>
   e.name.includes('/queue/join') && e.startTime >= window.releasedAt)?.startTime ?? null"""
 # The canvas is there: a person could draw now (no tool to pick first).
-CANVAS = "(id) => !!document.querySelector(`#${id} canvas`) && performance.now()"
+CANVAS = "(id) => !!document.querySelector(`#${id} canvas[data-ready]`) && performance.now()"
 BROWSER = ("page load: first content", "page load: canvas ready",
            "drawing: mouse released to answer", "drawing: request sent to answer")  # fmt: skip
 PAINT = "() => performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? null"

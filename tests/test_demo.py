@@ -302,7 +302,7 @@ def page(server, tmp_path_factory):
         tab = browser.new_page(viewport={"width": 1280, "height": 1000})
         tab.set_default_timeout(TIMEOUT_MS)
         tab.goto(server)
-        tab.wait_for_selector("#mnist-sketch canvas")
+        tab.wait_for_selector("#mnist-sketch canvas[data-ready]")  # not just drawn: listening
         tab.shots = tmp_path_factory.mktemp("screenshots")  # type: ignore[attr-defined]
         yield tab
         browser.close()

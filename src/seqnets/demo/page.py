@@ -86,6 +86,7 @@ element.querySelector('.seqnets-clear').addEventListener('click', () => {{
   ctx.clearRect(0, 0, canvas.width, canvas.height);
   trigger('input', {{png: null}});
 }});
+canvas.dataset.ready = 'true';  // the listeners are on: a stroke from now on is answered
 """
 
 
