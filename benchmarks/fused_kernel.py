@@ -1,0 +1,90 @@
+"""How much one fused kernel call saves over nine tiny backbones run one by one:
+``PYTHONPATH=src python benchmarks/fused_kernel.py``.
+
+The workload of a sweep of tiny models on the 'remember' task: batch 64, ragged lengths
+3..10, 10 input features (random floats), nine members rnn/lstm/gru x hidden 2/5/10, one
+thread. Each step is a forward and a backward (the members' summed loss) with the gradients
+cleared. The two paths, (a) each member on its own and (b) :class:`FusedBackbones`, are timed
+interleaved round by round so that the machine's drift hits both alike; each figure is the
+median over rounds. Prints ms per step, the ratio, the CPU and the load average (the
+machine may be shared: compare figures taken at a low load only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from seqnets.models.backbone import RecurrentBackbone
+from seqnets.models.fused import FusedBackbones
+
+Forward = Callable[[torch.Tensor, torch.Tensor], list[tuple[torch.Tensor, torch.Tensor]]]
+
+
+def cpu_name() -> str:
+    """The CPU's model name, as ``lscpu`` shows it."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def step(forward: Forward, nets: list[RecurrentBackbone], x, lengths) -> None:
+    results = forward(x, lengths)
+    sum(out.square().sum() + final.sum() for out, final in results).backward()
+    for net in nets:
+        net.zero_grad(set_to_none=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--steps", type=int, default=20, help="steps per round and path")
+    parser.add_argument("--layers", type=int, nargs="+", default=[1, 2])
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    x = torch.randn(64, 10, 10)
+    lengths = torch.randint(3, 11, (64,))
+    print(f"CPU: {cpu_name()}; torch {torch.__version__}, 1 thread")
+    print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    for num_layers in args.layers:
+        nets = [
+            RecurrentBackbone(10, cell=cell, hidden=hidden, num_layers=num_layers)
+            for cell in ("rnn", "lstm", "gru")
+            for hidden in (2, 5, 10)
+        ]
+        paths: dict[str, Forward] = {
+            "alone": lambda x, lengths, nets=nets: [net(x, lengths) for net in nets],
+            "fused": FusedBackbones(nets),
+        }
+        times: dict[str, list[float]] = {name: [] for name in paths}
+        for forward in paths.values():
+            for _ in range(3):
+                step(forward, nets, x, lengths)
+        for _ in range(args.rounds):
+            for name, forward in paths.items():
+                start = time.perf_counter()
+                for _ in range(args.steps):
+                    step(forward, nets, x, lengths)
+                times[name].append((time.perf_counter() - start) / args.steps * 1e3)
+        alone, fused = (statistics.median(times[name]) for name in ("alone", "fused"))
+        print(
+            f"num_layers={num_layers}: alone {alone:.2f} ms/step, fused {fused:.2f} ms/step, "
+            f"alone/fused {alone / fused:.2f}x"
+        )
+    print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()
