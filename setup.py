@@ -14,6 +14,11 @@ CONF = "seqnets.conf"
 GROUPS = find_namespace_packages("conf", exclude=["*__pycache__*"])
 
 setup(
-    packages=[*find_packages("src"), CONF, *(f"{CONF}.{group}" for group in GROUPS)],
+    packages=[
+        *find_packages("src"),
+        *find_namespace_packages("src", include=["hydra_plugins.*"]),  # the grouped launcher
+        CONF,
+        *(f"{CONF}.{group}" for group in GROUPS),
+    ],
     package_dir={"": "src", CONF: "conf"},
 )

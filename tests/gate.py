@@ -49,6 +49,9 @@ class Gate(L.Callback):
     """Holds training at the start of step ``at_step`` (before its update) until a stop is
     asked; see the module's docstring."""
 
+    # It only watches the step count: a sweep's grouped runs hold together (seqnets.grouping).
+    group_alongside = True
+
     def __init__(self, at_step: int, tag: Any = "on") -> None:
         self.at_step = at_step
         self.tag = str(tag)

@@ -161,6 +161,7 @@ def cli(main: Callable[[], Any]) -> None:
         if key in records.REMOVED:
             exit_usage(f"{arg!r} is not allowed: {records.REMOVED[key]}; drop it")
     signals.install()
+    _register_launcher()
     # A full disk fails every write to the run's log: one line says so, not a traceback per
     # log record (logging's documented switch for this).
     logging.raiseExceptions = False
@@ -174,6 +175,17 @@ def cli(main: Callable[[], Any]) -> None:
         raise
     except KeyboardInterrupt:
         _stopped()
+
+
+def _register_launcher() -> None:
+    """``hydra/launcher=grouped`` (``seqnets.grouping``): Hydra finds launchers by walking the
+    ``hydra_plugins`` package's folders, which an editable install does not show it (its
+    import hook maps packages, not folders); registered here, it is found either way."""
+    from hydra.core.plugins import Plugins
+
+    from hydra_plugins.seqnets_launcher.grouped import GroupedLauncher
+
+    Plugins.instance().register(GroupedLauncher)
 
 
 def _stopped() -> None:

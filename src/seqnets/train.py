@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -79,9 +80,35 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, SequenceModule, L.Tra
     return datamodule, module, trainer
 
 
-def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+@dataclass
+class Fitted:
+    """How a run's training ended: what its record says of it, and the checkpoints it left.
+    A solo run's Trainer tells; a sweep's grouped run (``seqnets.grouping``) is told by the
+    group's bookkeeping, and then only tested here, as a solo run is."""
+
+    status: str = records.COMPLETED
+    diverged: dict[str, Any] | None = None
+    stopped_by: str | None = None
+    best_path: str | None = None
+    best_score: float | None = None
+    last_path: str | None = None
+    epochs: list[dict[str, float]] = field(default_factory=list)
+    steps: list[tuple[int, float]] = field(default_factory=list)
+    epochs_trained: int = 0
+    steps_trained: int = 0
+    train_time: float = 0.0
+    fit_wall: float = 0.0
+    # What the loggers would have shown during training, when another Trainer trained it:
+    # (step, {name: value}) in order.
+    curves: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+    more: dict[str, Any] = field(default_factory=dict)  # extra record keys ("grouped")
+    error: BaseException | None = None  # what stopped it, when not its own end (a signal)
+
+
+def train(cfg: DictConfig, fitted: Fitted | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Fit and test one run described by ``cfg``: what goes into ``metrics.json``, and the
-    objects that made it (datamodule, module, trainer).
+    objects that made it (datamodule, module, trainer). ``fitted``: the run was trained
+    already (with its sweep's group): only tested, from its own checkpoints.
 
     A diverged run is a result too (``status: diverged``, no test scores); Ctrl-C raises
     ``RunInterrupted`` once Lightning has saved the interrupted state.
@@ -91,14 +118,25 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     skip_failing_nvml_check()
     L.seed_everything(cfg.seed, workers=True)
     datamodule, module, trainer = build(cfg)
-    warn_long_training(datamodule)
-    training, study = cost.run_minutes(cfg, datamodule)  # the probe is timed once per process
-    log.info(
-        "estimated (seqnets.cost): training %s, length study %s", *map(cost.span, (training, study))
-    )
-    callbacks = trainer.callbacks
-    metrics: dict[str, Any] = {"status": records.COMPLETED}
+    if fitted is None:
+        warn_long_training(datamodule)
+        training, study = cost.run_minutes(cfg, datamodule)  # timed once per process
+        log.info(
+            "estimated (seqnets.cost): training %s, length study %s",
+            *map(cost.span, (training, study)),
+        )
+        fitted = fit(cfg, datamodule, module, trainer)
+    else:
+        replay_curves(trainer, fitted.curves)
+    return conclude(cfg, datamodule, module, trainer, fitted)
 
+
+def fit(
+    cfg: DictConfig, datamodule: L.LightningDataModule, module: SequenceModule, trainer: L.Trainer
+) -> Fitted:
+    """Train: how it ended, read from the Trainer and its callbacks."""
+    callbacks = trainer.callbacks
+    fitted = Fitted()
     start = time.perf_counter()
     try:
         with _interruptible(callbacks):
@@ -106,43 +144,78 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
                 module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True
             )
     except RunDiverged as diverged:
-        metrics["status"] = records.DIVERGED
-        metrics["diverged"] = {
-            "step": diverged.step,
-            "epoch": trainer.current_epoch,
-            "what": diverged.what,
-            "value": str(diverged.value),
-        }
-    fit_wall = time.perf_counter() - start
+        fitted.status = records.DIVERGED
+        fitted.diverged = diverged_record(diverged, trainer.current_epoch)
+    fitted.fit_wall = time.perf_counter() - start
     checkpoint = first_of_type(callbacks, ModelCheckpoint)
-    best_path = getattr(checkpoint, "best_model_path", "") or None
+    fitted.best_path = getattr(checkpoint, "best_model_path", "") or None
+    fitted.last_path = getattr(checkpoint, "last_model_path", "") or None
+    score = getattr(checkpoint, "best_model_score", None)
+    fitted.best_score = float(score) if score is not None else None
     history = first_of_type(callbacks, History)
     # Read now: testing restores the history saved in the best checkpoint, which ends at
     # the best epoch (the last one, often, but not when a later epoch did worse).
-    epochs, steps = (list(history.epochs), history.steps) if history else ([], [])
-    train_time = history.seconds["train"] if history else fit_wall
-    if metrics["status"] == records.COMPLETED:
-        metrics["stopped_by"] = stopped_by(trainer, cfg.trainer.get("max_time"))
-        log.info("training stopped: %s", metrics["stopped_by"])
-    analysis = first_of_type(callbacks, Analysis)
+    if history is not None:
+        fitted.epochs, fitted.steps = list(history.epochs), history.steps
+    fitted.train_time = history.seconds["train"] if history else fitted.fit_wall
+    fitted.epochs_trained, fitted.steps_trained = trainer.current_epoch, trainer.global_step
+    if fitted.status == records.COMPLETED:
+        fitted.stopped_by = stopped_by(trainer, cfg.trainer.get("max_time"))
+    return fitted
 
+
+def diverged_record(diverged: RunDiverged, epoch: int) -> dict[str, Any]:
+    """The record's ``diverged`` entry: where and how the run diverged."""
+    return {
+        "step": diverged.step,
+        "epoch": epoch,
+        "what": diverged.what,
+        "value": str(diverged.value),
+    }
+
+
+def replay_curves(trainer: L.Trainer, curves: list[tuple[int, dict[str, float]]]) -> None:
+    """Write a run's training curves, recorded while another Trainer trained it, to this
+    Trainer's loggers (TensorBoard, CSV): its dashboards show them as a solo run's."""
+    for logger in trainer.loggers:
+        for step, values in curves:
+            logger.log_metrics(values, step=step)
+
+
+def conclude(
+    cfg: DictConfig,
+    datamodule: L.LightningDataModule,
+    module: SequenceModule,
+    trainer: L.Trainer,
+    fitted: Fitted,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Test the trained run's best checkpoint (a completed one) and make its record."""
+    callbacks = trainer.callbacks
+    metrics: dict[str, Any] = {"status": fitted.status}
+    if fitted.diverged is not None:
+        metrics["diverged"] = fitted.diverged
+    if fitted.stopped_by is not None:
+        metrics["stopped_by"] = fitted.stopped_by
+        log.info("training stopped: %s", fitted.stopped_by)
+    analysis = first_of_type(callbacks, Analysis)
+    best_path = fitted.best_path
     test, test_wall = {}, 0.0
-    if metrics["status"] == records.COMPLETED:
+    if fitted.status == records.COMPLETED:
         best_path = _averaged_model(trainer, best_path)
         start = time.perf_counter()
         # Stopped from here on, the run resumes from its last checkpoint: nothing to train.
-        last = getattr(checkpoint, "last_model_path", "") or None
-        with _interruptible(callbacks, resume_from=last):
+        with _interruptible(callbacks, resume_from=fitted.last_path):
             test = trainer.test(
                 module, datamodule=datamodule, ckpt_path=best_path, verbose=False, weights_only=True
             )
         test = test[0]
         test_wall = time.perf_counter() - start
 
-    best_score = getattr(checkpoint, "best_model_score", None)
-    if best_score is None and epochs:  # checkpointing switched off: best epoch by monitor
-        scores = [row[cfg.task.monitor] for row in epochs if cfg.task.monitor in row]
+    best_score = fitted.best_score
+    if best_score is None and fitted.epochs:  # checkpointing switched off: best by monitor
+        scores = [row[cfg.task.monitor] for row in fitted.epochs if cfg.task.monitor in row]
         best_score = (max if cfg.task.monitor_mode == "max" else min)(scores, default=None)
+    history = first_of_type(callbacks, History)
     metrics |= scored_record(
         module,
         test,
@@ -150,14 +223,15 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         best_val=float(best_score) if best_score is not None else None,
         best_checkpoint=best_path,
         resumed_from=cfg.get("ckpt_path"),
-        epochs_trained=trainer.current_epoch,
-        steps_trained=trainer.global_step,
-        train_time_s=train_time,
+        epochs_trained=fitted.epochs_trained,
+        steps_trained=fitted.steps_trained,
+        train_time_s=fitted.train_time,
         test_time_s=history.seconds["test"] if history and test else test_wall,
-        fit_wall_s=fit_wall,
+        fit_wall_s=fitted.fit_wall,
         test_wall_s=test_wall,
-        history=epochs,
-        train_loss_steps=steps,
+        history=fitted.epochs,
+        train_loss_steps=fitted.steps,
+        **fitted.more,
         **(analysis.results if analysis and test else {}),
     )
     if test:
@@ -246,12 +320,14 @@ def objective_value(metrics: dict[str, Any]) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-def run(cfg: DictConfig, continuing: bool = False) -> float | None:
+def run(cfg: DictConfig, continuing: bool = False, fitted: Fitted | None = None) -> float | None:
     """One job: check, train, record, and end the way the job ended (see the exit codes).
 
     In a sweep a failed job returns None instead of exiting, so the other jobs still run and
     the sweep's closing summary lists it. ``continuing``: ``cfg`` is already the run's own
     config and ``cfg.ckpt_path`` a checkpoint of it (a resumed sweep job, ``seqnets.reuse``).
+    ``fitted``: trained already with its sweep's group (``seqnets.grouping``), which ends
+    the sweep itself when a signal stopped the group.
     """
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
@@ -262,7 +338,9 @@ def run(cfg: DictConfig, continuing: bool = False) -> float | None:
         cfg = cfg if continuing else run_config(cfg, overrides)
         base = {"task": cfg.task.name, "seed": cfg.seed}  # a resumed run's own
         check_config(cfg, overrides, multirun)
-        metrics, objects = train(cfg)
+        if fitted is not None and fitted.error is not None:
+            raise fitted.error  # ended as its solo run would end on it
+        metrics, objects = train(cfg, fitted)
     except ConfigError as error:
         if multirun:  # listed by the sweep's summary
             records.write_metrics(run_dir, base | {"status": records.INVALID, "error": str(error)})
@@ -277,6 +355,8 @@ def run(cfg: DictConfig, continuing: bool = False) -> float | None:
         )
         how = f"; resume with: python -m seqnets.train ckpt_path={saved}" if saved else ""
         sys.stderr.write(f"seqnets: interrupted by {why}{how}\n")
+        if fitted is not None:
+            return None
         signals.requeue()  # a preempted cluster job: requeued by submitit, which exits
         sys.exit(signals.exit_code(signals.state.received))
     except Exception as error:  # a bug or a broken environment: keep the traceback in the log

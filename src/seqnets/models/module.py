@@ -138,7 +138,11 @@ class SequenceModule(L.LightningModule):
         The input takes the weights' dtype: Lightning's true-precision plugins (``bf16-true``,
         ``64-true``) convert the batches a loader yields, but a DataModule that makes floats
         after the transfer (MNIST normalises its bytes on the device) still makes float32."""
-        outputs, final = self.backbone(x.to(self.dtype), lengths)
+        return self.head(*self.backbone(x.to(self.dtype), lengths))
+
+    def head(self, outputs: torch.Tensor, final: torch.Tensor) -> torch.Tensor:
+        """The readout of the backbone's ``(outputs, final)``: a sweep's grouped models
+        (``seqnets.grouping``) run their backbones together and each reads its own here."""
         return self.readout(final if self.objective.readout == "last" else outputs)
 
     def l2_penalty(self) -> torch.Tensor:
@@ -162,12 +166,23 @@ class SequenceModule(L.LightningModule):
             self.objective.update(metrics, preds, batch)
             metrics["loss"].update(loss.detach().expand(size))
 
-    def training_losses(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def training_losses(
+        self, batch: Batch, features: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """A training batch's logits, its objective loss (what curves and the history show)
-        and the loss that is minimised (with the L2 penalty, when there is one)."""
-        logits, loss = self._forward_step(batch)
+        and the loss that is minimised (with the L2 penalty, when there is one).
+        ``features``: the backbone's output for the batch, when it ran already (grouped)."""
+        if features is None:
+            logits, loss = self._forward_step(batch)
+        else:
+            logits = self.head(*features)
+            loss = self.objective.loss(logits, batch)
         total = loss + self.l2 * self.l2_penalty() if self.l2 else loss
         return logits, loss, total
+
+    def count_training_batch(self, batch: Batch, logits: torch.Tensor, loss: torch.Tensor) -> None:
+        """The epoch's training metrics, updated with a batch (no host read-back)."""
+        self._update("train", self.objective.predict(logits.detach()), batch, loss, len(batch["x"]))
 
     def training_step(self, batch: Batch, batch_idx: int) -> dict[str, torch.Tensor]:
         """One optimiser step (automatic optimisation). ``objective`` is the objective's loss
@@ -176,9 +191,8 @@ class SequenceModule(L.LightningModule):
         its ``log_every_n_steps`` cadence, and the learning rate is ``LearningRateMonitor``'s."""
         logits, loss, total = self.training_losses(batch)
         loss = loss.detach()
-        size = batch["x"].shape[0]
-        self._update("train", self.objective.predict(logits.detach()), batch, loss, size)
-        self.log("train/loss_step", loss, on_step=True, on_epoch=False, batch_size=size)
+        self.count_training_batch(batch, logits, loss)
+        self.log("train/loss_step", loss, on_step=True, on_epoch=False, batch_size=len(batch["x"]))
         return {"loss": total, "objective": loss}
 
     def _clips_under_mixed_precision(self) -> bool:
@@ -198,17 +212,25 @@ class SequenceModule(L.LightningModule):
         if value:
             self.clip_gradients(optimizer, value, gradient_clip_algorithm or "norm")
 
-    def _evaluation_step(self, batch: Batch, stage: str) -> torch.Tensor:
-        logits, loss = self._forward_step(batch)
+    def evaluation_step(
+        self, batch: Batch, stage: str, features: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """A validation or test batch's predictions, counted in the stage's metrics
+        (``features``: as in ``training_losses``)."""
+        if features is None:
+            logits, loss = self._forward_step(batch)
+        else:
+            logits = self.head(*features)
+            loss = self.objective.loss(logits, batch)
         preds = self.objective.predict(logits)
         self._update(stage, preds, batch, loss, batch["x"].shape[0])
         return preds
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self._evaluation_step(batch, "val")
+        self.evaluation_step(batch, "val")
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
-        preds = self._evaluation_step(batch, "test")
+        preds = self.evaluation_step(batch, "test")
         if self.objective.keeps_test_predictions:
             index = batch.get("index", torch.full_like(batch["y"], -1))
             self._test_parts.append((index.detach(), preds.detach(), batch["y"].detach()))
@@ -253,15 +275,20 @@ class SequenceModule(L.LightningModule):
         }
 
     def configure_optimizers(self) -> Any:
+        # What is trainable: a finetuning callback (BaseFinetuning) freezes parts before
+        # this, and adds them to the optimiser as a group of their own when it thaws them.
+        return self.optimization([p for p in self.parameters() if p.requires_grad])
+
+    def optimization(self, params: list) -> Any:
+        """The optimiser (and schedule) of ``params``, as ``configure_optimizers`` returns
+        them; ``params`` may be parameter groups (a sweep's grouped models: one each)."""
         factory = self.optimizer_factory
         if getattr(factory, "keywords", {}).get("fused") and self._clips_under_mixed_precision():
             # A fused optimiser unscales inside its own step, so Lightning's mixed precision
             # cannot clip its gradients (it refuses): the unfused kernel, same arithmetic.
             log.info("optimizer.fused=false: mixed precision clips the gradients first")
             factory = partial(factory, fused=False)
-        # What is trainable: a finetuning callback (BaseFinetuning) freezes parts before
-        # this, and adds them to the optimiser as a group of their own when it thaws them.
-        optimizer = factory(params=[p for p in self.parameters() if p.requires_grad])
+        optimizer = factory(params=params)
         if self.scheduler_factory is None:
             return optimizer
         parameters = inspect.signature(

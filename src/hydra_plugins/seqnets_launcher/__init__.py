@@ -1,0 +1,1 @@
+"""seqnets' Hydra launcher: ``hydra/launcher=grouped`` (see ``seqnets.grouping``)."""
