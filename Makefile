@@ -74,9 +74,11 @@ format: venv
 tensorboard: venv
 	$(VENV)/bin/tensorboard --logdir outputs
 
-## training throughput: seqnets against the reports' loop and a bare loop (outputs/bench/)
+## training throughput: seqnets against the reports' loop and a bare loop, then the design
+## card's nine-run sweep end to end by launcher, grouped or not (outputs/bench/)
 bench: venv
 	$(PY) benchmarks/bench.py $(ARGS)
+	$(PY) benchmarks/grouped_sweep.py $(GROUPED_ARGS)
 
 ## report sections: each runs (or reuses) its section's runs and writes a report holding it
 mnist: venv

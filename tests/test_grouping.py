@@ -27,6 +27,7 @@ SHORT = [
     "callbacks.progress_bar.refresh_rate=0",
 ]
 GROUPED = "hydra/launcher=grouped"
+ONE_LANE = [GROUPED, "hydra.launcher.n_jobs=1"]  # every member in one group, in this process
 NETWORKS = ["model=rnn,lstm,gru", "model.hidden=2,5"]
 
 
@@ -59,7 +60,7 @@ def test_grouped_runs_compute_what_solo_runs_compute(tmp_path):
         assert together["status"] == alone["status"] == "completed", name
         assert len(losses(alone)) == 100
         assert close(losses(together), losses(alone)), name
-        assert together["grouped"]["members"] == 6 and "grouped" not in alone
+        assert together["grouped"]["members"] >= 2 and "grouped" not in alone
         assert set(together) - {"grouped"} == set(alone), name
         for key in ("steps_trained", "epochs_trained", "stopped_by", "num_parameters", "cell"):
             assert together[key] == alone[key], (name, key)
@@ -76,7 +77,7 @@ def test_grouped_runs_compute_what_solo_runs_compute(tmp_path):
 @pytest.mark.slow
 def test_a_grouped_checkpoint_evaluated_alone_gives_its_recorded_score(tmp_path):
     whole_test_set = [a for a in SHORT if not a.startswith("trainer.limit_test")]  # as evaluate
-    run_cli("-m", *whole_test_set, "model=lstm,gru", "model.hidden=8", GROUPED,
+    run_cli("-m", *whole_test_set, "model=lstm,gru", "model.hidden=8", *ONE_LANE,
             f"hydra.sweep.dir={tmp_path / 's'}", cwd=tmp_path)  # fmt: skip
     for name, record in jobs(tmp_path / "s").items():
         run_dir = tmp_path / "s" / name
@@ -101,7 +102,7 @@ def test_a_diverging_member_stops_alone(tmp_path):
     cells = "model.cell=gru,lstm,tests.exploding_cell.ExplodingGRU"
     env = user_code_env()
     proc = run_cli(
-        "-m", *SHORT, cells, "model.hidden=5", GROUPED, f"hydra.sweep.dir={tmp_path / 'g'}",
+        "-m", *SHORT, cells, "model.hidden=5", *ONE_LANE, f"hydra.sweep.dir={tmp_path / 'g'}",
         cwd=tmp_path, env=env, check=False,
     )  # fmt: skip
     assert proc.returncode == 1, proc.stderr[-2000:]  # a job diverged: the summary says so
@@ -128,7 +129,7 @@ def test_sigterm_mid_group_then_the_same_command_resumes_every_member(tmp_path):
     """SIGTERM while the group trains: every member's state is saved in its own directory and
     the sweep ends 143; the same command (``sweep.resume``) resumes each from it, and each
     finishes with the losses of a group that was never stopped."""
-    args = ["-m", *SHORT, "model=lstm,gru", "model.hidden=3", GROUPED, "sweep.resume=true",
+    args = ["-m", *SHORT, "model=lstm,gru", "model.hidden=3", *ONE_LANE, "sweep.resume=true",
             "sweep.runs_dir=runs"]  # fmt: skip
     whole = tmp_path / "whole"
     run_cli(*args, f"hydra.sweep.dir={whole}", cwd=tmp_path)
@@ -224,3 +225,24 @@ def test_the_launchers_options_are_checked(tmp_path, capsys):
         f"hydra.sweep.dir={tmp_path / 's'}", cwd=tmp_path, capsys=capsys,
     )  # fmt: skip
     assert code == 2 and "hydra.launcher.max_members=0" in err
+
+
+@pytest.mark.slow
+def test_sigterm_reaches_every_lane_and_the_sweep_resumes(tmp_path):
+    """Two processes (``n_jobs=2``), each training its group: SIGTERM to the sweep is passed
+    to both, which save their members and end; the sweep ends 143, and the same command
+    finishes every run."""
+    args = ["-m", *SHORT, "model=rnn,lstm", "model.hidden=2,3", GROUPED,
+            "hydra.launcher.n_jobs=2", "sweep.resume=true", "sweep.runs_dir=runs",
+            f"hydra.sweep.dir={tmp_path / 's'}", *gate.overrides(30)]  # fmt: skip
+    with Running(*args, cwd=tmp_path, env=user_code_env() | gate.armed()) as run:
+        run.wait_for(gate.HOLDING)
+        run.signal(signal.SIGTERM)
+        assert run.finish() == 143, run.tail()
+    stopped = jobs(tmp_path / "s")
+    assert stopped and all(r["status"] == "interrupted" for r in stopped.values()), stopped
+    run_cli(*args, cwd=tmp_path, env=user_code_env())
+    finished = jobs(tmp_path / "s")
+    assert len(finished) == 4
+    for name, record in finished.items():
+        assert record["status"] == "completed" and record["steps_trained"] == 100, name

@@ -26,6 +26,7 @@ import hashlib
 import json
 import logging
 import math
+import multiprocessing
 import os
 import sys
 import time
@@ -38,7 +39,7 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.utils import JobReturn, run_job
+from hydra.core.utils import JobReturn, configure_log, run_job, setup_globals
 from hydra.utils import instantiate
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import (
@@ -50,7 +51,7 @@ from lightning.pytorch.callbacks import (
 )
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from seqnets import records, reuse, signals
+from seqnets import records, reuse, signals, sweeps
 from seqnets.callbacks import Analysis, DivergenceGuard, History, InterruptCheckpoint
 from seqnets.checkpoints import run_config
 from seqnets.claims import Claim
@@ -58,7 +59,7 @@ from seqnets.errors import ConfigError, RunDiverged, check_int, check_real, exit
 from seqnets.models.backbone import BYTES_PER_PARAMETER, parameter_count
 from seqnets.models.fused import FusedBackbones
 from seqnets.models.module import SequenceModule
-from seqnets.runtime import resolve_threads, skip_failing_nvml_check
+from seqnets.runtime import resolve_threads, side_by_side, skip_failing_nvml_check
 from seqnets.train import Fitted, RunInterrupted, build, diverged_record, stopped_by
 
 log = logging.getLogger(__name__)
@@ -267,9 +268,13 @@ class GroupBook(Checkpoint):
     A ``Checkpoint``, so that Lightning runs it after the module's epoch-end hook, as it runs
     a solo run's ModelCheckpoint and EarlyStopping."""
 
-    def __init__(self, members: list[Member], every: int = 50) -> None:
+    def __init__(self, members: list[Member]) -> None:
         self.members = members
-        self.every = every
+        # Each member's DivergenceGuard (None: it has none, and runs on as its solo run
+        # would). The losses are read back every step on the CPU, on an accelerator every
+        # ``sync_every_n_steps`` steps (the members' shared setting): the guard's cadence.
+        self.guards = [m.callback(DivergenceGuard) for m in members]
+        self.every = next((g.every for g in self.guards if g is not None), 50)
         self.started = 0.0
         self.log_every = 50
 
@@ -292,7 +297,8 @@ class GroupBook(Checkpoint):
         for i, k in enumerate(active):
             member = self.members[k]
             member.fitted.steps.append((step, values[i] if values else losses[i]))
-            if values is not None and not math.isfinite(values[i]):
+            guarded = self.guards[k] is not None
+            if guarded and values is not None and not math.isfinite(values[i]):
                 member.first_bad = member.first_bad or (step, values[i])
             if logged and values is not None:
                 curve = {"train/loss_step": values[i], self.optimizer_name: lr}
@@ -336,7 +342,7 @@ class GroupBook(Checkpoint):
             checkpoint = member.callback(ModelCheckpoint)
             monitor = checkpoint.monitor if checkpoint else member.cfg.task.monitor
             current = row.get(monitor)
-            if current is not None and not math.isfinite(current):
+            if self.guards[k] and current is not None and not math.isfinite(current):
                 self._diverged(
                     trainer, pl_module, k, trainer.global_step, current, f"monitored {monitor}"
                 )
@@ -352,10 +358,8 @@ class GroupBook(Checkpoint):
                 stopped.append(k)
         # One save for every member's files (its new best, its last), before a stopped
         # member leaves: its last checkpoint is where it stopped.
-        if names:
-            trainer.save_checkpoint(
-                str(self.members[0].run_dir / "group.ckpt"), storage_options=names
-            )
+        if names:  # the path is unused: MemberCheckpointIO writes ``names``
+            trainer.save_checkpoint(str(self.members[0].run_dir), storage_options=names)
         for k, files in names.items():
             previous = self.members[k].previous_best
             if previous and previous not in files and Path(previous).exists():
@@ -521,10 +525,12 @@ class MemberCheckpointIO(TorchCheckpointIO):
 # --- training a group ----------------------------------------------------------------------
 
 
-def train_group(cfgs: list[DictConfig], run_dirs: list[Path], group_dir: Path) -> list[Fitted]:
+def train_group(
+    cfgs: list[DictConfig], run_dirs: list[Path], group_dir: Path, launcher: Any = None
+) -> list[Fitted]:
     """Train the members (their run configs, resolved) as one fit; how each ended."""
     first = cfgs[0]
-    torch.set_num_threads(resolve_threads(first.get("threads"), None))
+    torch.set_num_threads(resolve_threads(first.get("threads"), launcher))
     skip_failing_nvml_check()
     modules, members = [], []
     for cfg, run_dir in zip(cfgs, run_dirs, strict=True):
@@ -664,76 +670,196 @@ def launch(
     initial_job_idx: int,
     max_members: int = 32,
     memory_gb: float | None = None,
+    n_jobs: int = -1,
 ) -> list[JobReturn]:
     """Hydra's sweep, grouped: every job's config composed as the basic launcher composes
-    it, groups trained, then every job run in its own directory by Hydra's ``run_job`` (a
-    group's member tested and recorded, anything else trained as usual)."""
-    from hydra.core.utils import configure_log, setup_globals
-
+    it; the groups and the jobs that train alone shared out among ``n_jobs`` processes
+    (-1: one per core), each of one thread's share of the cores; in each, a group is
+    trained, then each of its jobs tested and recorded in its own directory by Hydra's
+    ``run_job``, as any other job is run."""
     try:
         if memory_gb is None:
             memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 4 / 2**30
         check_int("hydra.launcher.max_members", max_members, 1)
         budget = check_real("hydra.launcher.memory_gb", memory_gb, 0.0, low_open=True) * 2**30
+        lanes = side_by_side(config.hydra.launcher)
     except ConfigError as error:
         exit_usage(str(error))
     setup_globals()
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
-    sweep_dir = Path(str(config.hydra.sweep.dir))
-    sweep_dir.mkdir(parents=True, exist_ok=True)
+    Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
     jobs = []
     for offset, overrides in enumerate(job_overrides):
         number = initial_job_idx + offset
-        job_config = hydra_context.config_loader.load_sweep_config(config, list(overrides))
+        job_config = sweeps.COMPOSED.pop(tuple(overrides), None)
+        if job_config is None:
+            job_config = hydra_context.config_loader.load_sweep_config(config, list(overrides))
         with open_dict(job_config):
             job_config.hydra.job.id = number
             job_config.hydra.job.num = number
         jobs.append(Job(number, list(overrides), job_config))
     for job in jobs:
         _prepare(job)
-    groups = plan_groups(jobs, max_members, budget)
-    fitted: dict[int, Fitted] = {}
-    claims: dict[int, Claim] = {}
-    for number, group in enumerate(g for g in groups if len(g) > 1):
-        held = _claim(group, claims)
-        if len(held) < 2:
-            continue
-        group_dir = sweep_dir / ".groups" / str(number)
-        group_dir.mkdir(parents=True, exist_ok=True)
-        log.info("group %d: jobs %s", number, ", ".join(str(j.number) for j in held))
-        results = train_group([j.run_cfg for j in held], [j.run_dir for j in held], group_dir)
-        fitted |= {j.number: f for j, f in zip(held, results, strict=True)}
-        if signals.state.received is not None:
-            break
-    returns = []
-    try:
-        for job in jobs:
-            if signals.state.received is not None and job.number not in fitted:
-                continue  # stopped: what did not start is not started now
-            task = task_function
-            if job.number in fitted:
-                task = partial(_member_task, fitted[job.number])
-            HydraConfig.instance().set_config(job.config)
-            returns.append(
-                run_job(
-                    hydra_context=hydra_context,
-                    task_function=task,
-                    config=job.config,
-                    job_dir_key="hydra.sweep.dir",
-                    job_subdir_key="hydra.sweep.subdir",
-                )
-            )
-            configure_log(config.hydra.hydra_logging, config.hydra.verbose)
-    finally:
-        for claim in claims.values():
-            claim.release()
+    units = plan_groups(jobs, max_members, budget)
+    if "fork" not in multiprocessing.get_all_start_methods():
+        lanes = 1  # the lanes are forked (no pickling of Hydra's task function)
+    units = split_for_lanes(units, lanes)
+    for unit in units:
+        if len(unit) > 1:
+            log.info("trained as one: jobs %s", ", ".join(str(j.number) for j in unit))
+    run = partial(_run_unit, hydra_context, task_function, config)
+    done = _run_lanes([u for u in assign(units, lanes) if u], run)
     if signals.state.received is not None:
         sys.stderr.write(
             f"seqnets: sweep stopped by {signals.name(signals.state.received)}; the same "
             f"command with sweep.resume=true resumes every run from its checkpoint\n"
         )
         sys.exit(signals.exit_code(signals.state.received))
-    return returns
+    return [done[job.number] for job in jobs if job.number in done]
+
+
+def unit_cost(unit: list[Job]) -> float:
+    """A unit's relative cost: its jobs' training steps (Lightning's per-step work, the
+    same for a tiny network and a larger one), each a little dearer per member."""
+    steps = 0.0
+    for job in unit:
+        trainer = job.run_cfg.trainer if job.run_cfg is not None else {}
+        task = job.run_cfg.task if job.run_cfg is not None else {}
+        steps += (task.get("train_batches") or 100) * (trainer.get("max_epochs") or 1)
+    return steps / len(unit) * (1 + 0.5 * (len(unit) - 1))
+
+
+def split_for_lanes(units: list[list[Job]], lanes: int) -> list[list[Job]]:
+    """The largest group halved while that shortens the sweep (the busiest lane's work): a
+    sweep of one group on two cores trains two halves side by side. The halves keep the
+    sweep's order, so that members of one cell stay together (one kernel call)."""
+    units = [list(u) for u in units]
+    for _ in range(64):
+        largest = max(units, key=unit_cost)
+        if lanes < 2 or len(largest) < 2:
+            break
+        half = math.ceil(len(largest) / 2)
+        split = [u for u in units if u is not largest] + [largest[:half], largest[half:]]
+        if makespan(split, lanes) >= 0.95 * makespan(units, lanes):
+            break
+        units = split
+    return units
+
+
+def makespan(units: list[list[Job]], lanes: int) -> float:
+    """The busiest lane's work, with the units shared out by ``assign``."""
+    return max(sum(map(unit_cost, lane)) for lane in assign(units, lanes))
+
+
+def assign(units: list[list[Job]], lanes: int) -> list[list[list[Job]]]:
+    """Units shared out among ``lanes`` processes, dearest first to the least loaded."""
+    loads = [0.0] * max(1, lanes)
+    out: list[list[list[Job]]] = [[] for _ in loads]
+    for unit in sorted(units, key=unit_cost, reverse=True):
+        lane = loads.index(min(loads))
+        out[lane].append(unit)
+        loads[lane] += unit_cost(unit)
+    for lane in out:
+        lane.sort(key=lambda u: u[0].number)
+    return out
+
+
+def _run_lanes(
+    lanes: list[list[list[Job]]], run: Callable[[list[Job]], dict[int, JobReturn]]
+) -> dict[int, JobReturn]:
+    """Each lane's units, one after another: in this process for one lane, else in a forked
+    process per lane. A signal here is passed on to every lane, which stops as a run does
+    (saving what trains), and the sweep ends once every lane has."""
+    if len(lanes) == 1:
+        return _run_lane(lanes[0], run)
+    context = multiprocessing.get_context("fork")
+    queue = context.SimpleQueue()
+    workers = [
+        context.Process(target=_lane_process, args=(lane, run, queue), daemon=False)
+        for lane in lanes
+    ]
+    for worker in workers:
+        worker.start()
+    done: dict[int, JobReturn] = {}
+    reported = 0
+    while reported < len(workers):
+        try:
+            while queue.empty() and any(w.is_alive() for w in workers):
+                time.sleep(0.2)
+            if queue.empty():  # a lane died without reporting (killed): its jobs say so
+                log.error("a lane of the sweep ended without reporting")
+                break
+            received, part = queue.get()
+            reported += 1
+            done |= part
+            if received is not None and signals.state.received is None:
+                signals.state.received = received
+        except KeyboardInterrupt:  # asked to stop: every lane stops as a run stops
+            for worker in workers:
+                if worker.is_alive() and signals.state.received is not None:
+                    os.kill(worker.pid, signals.state.received)
+    for worker in workers:
+        worker.join()
+    return done
+
+
+def _lane_process(lanes: list[list[Job]], run: Callable, queue: Any) -> None:
+    signals.install()
+    done = {}
+    try:
+        done = _run_lane(lanes, run)
+    finally:
+        queue.put((signals.state.received, done))
+
+
+def _run_lane(
+    units: list[list[Job]], run: Callable[[list[Job]], dict[int, JobReturn]]
+) -> dict[int, JobReturn]:
+    done: dict[int, JobReturn] = {}
+    for unit in units:
+        if signals.state.received is not None:
+            break  # stopped: what did not start is not started now
+        done |= run(unit)
+    return done
+
+
+def _run_unit(
+    hydra_context: Any, task_function: Callable, config: DictConfig, unit: list[Job]
+) -> dict[int, JobReturn]:
+    """A group trained, then each of its jobs run by Hydra (tested and recorded); a job
+    alone run as Hydra runs any job."""
+    fitted: dict[int, Fitted] = {}
+    claims: dict[int, Claim] = {}
+    done: dict[int, JobReturn] = {}
+    try:
+        held = _claim(unit, claims) if len(unit) > 1 else []
+        if len(held) > 1:
+            group_dir = Path(str(config.hydra.sweep.dir)) / ".groups" / str(held[0].number)
+            group_dir.mkdir(parents=True, exist_ok=True)
+            launcher = config.hydra.launcher
+            results = train_group(
+                [j.run_cfg for j in held], [j.run_dir for j in held], group_dir, launcher
+            )
+            fitted = {j.number: f for j, f in zip(held, results, strict=True)}
+        for job in unit:
+            if signals.state.received is not None and job.number not in fitted:
+                continue
+            task = task_function
+            if job.number in fitted:
+                task = partial(_member_task, fitted[job.number])
+            HydraConfig.instance().set_config(job.config)
+            done[job.number] = run_job(
+                hydra_context=hydra_context,
+                task_function=task,
+                config=job.config,
+                job_dir_key="hydra.sweep.dir",
+                job_subdir_key="hydra.sweep.subdir",
+            )
+            configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+    finally:
+        for claim in claims.values():
+            claim.release()
+    return done
 
 
 def _claim(group: list[Job], claims: dict[int, Claim]) -> list[Job]:

@@ -25,12 +25,13 @@ def available_cores() -> int:
 
 
 def side_by_side(launcher: Any) -> int:
-    """How many jobs a Hydra launcher runs at once on this machine: the joblib launcher's
-    ``n_jobs`` (-1: one per core), else 1."""
-    if launcher is None or "joblib" not in str(launcher.get("_target_", "")):
+    """How many jobs a Hydra launcher runs at once on this machine: its ``n_jobs`` (the
+    joblib launcher's, seqnets' grouped one's; -1: one per core), else 1."""
+    n_jobs = launcher.get("n_jobs") if launcher is not None else None
+    if n_jobs is None:
         return 1
-    n_jobs = int(launcher.get("n_jobs") or 1)
-    return available_cores() if n_jobs < 0 else n_jobs
+    n_jobs = check_int("hydra.launcher.n_jobs", n_jobs, -1)
+    return available_cores() if n_jobs < 0 else max(1, n_jobs)
 
 
 def resolve_threads(threads: int | None, launcher: Any = None, processes: int = 1) -> int:

@@ -31,6 +31,9 @@ from seqnets.errors import EXIT_FAILED, EXIT_USAGE, ConfigError, exit_usage
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 _composed = False  # set once Hydra has composed a config: later exits are not usage errors
+# Each job's config as composed for the checks, by its overrides: the grouped launcher
+# (``seqnets.grouping``) takes it rather than composing it again (a quarter second each).
+COMPOSED: dict[tuple[str, ...], DictConfig] = {}
 
 
 def sweep_jobs(config: DictConfig) -> list[list[str]] | None:
@@ -82,6 +85,7 @@ class RunGuard(Callback):
         problems = []
         for number, overrides in enumerate(jobs):
             job = loader.load_sweep_config(master_config=config, sweep_overrides=list(overrides))
+            COMPOSED[tuple(overrides)] = job.copy()
             try:
                 check_config(run_config(job, list(overrides)), overrides, multirun=True)
                 reuse.check_settings(job)

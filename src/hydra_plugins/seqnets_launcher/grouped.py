@@ -17,12 +17,15 @@ from omegaconf import DictConfig
 class GroupedLauncher(Launcher):
     """Jobs that differ only in the network train together (``max_members`` at most, within
     ``memory_gb``, default a quarter of this machine's memory); any other job runs as
-    Hydra's basic launcher runs it, one after another in this process."""
+    Hydra's basic launcher runs it. ``n_jobs`` processes share the work (-1: one per core)."""
 
-    def __init__(self, max_members: int = 32, memory_gb: float | None = None) -> None:
+    def __init__(
+        self, max_members: int = 32, memory_gb: float | None = None, n_jobs: int = -1
+    ) -> None:
         super().__init__()
         self.max_members = max_members
         self.memory_gb = memory_gb
+        self.n_jobs = n_jobs
         self.config: DictConfig | None = None
         self.task_function: TaskFunction | None = None
         self.hydra_context: HydraContext | None = None
@@ -46,4 +49,5 @@ class GroupedLauncher(Launcher):
             initial_job_idx,
             max_members=self.max_members,
             memory_gb=self.memory_gb,
+            n_jobs=self.n_jobs,
         )

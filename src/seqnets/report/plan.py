@@ -29,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from seqnets import records, reuse
 from seqnets.cost import run_minutes
+from seqnets.errors import check_bool
 from seqnets.runtime import Progress
 from seqnets.tasks import task_of
 
@@ -245,7 +246,10 @@ def progress_line(
 
 
 def launcher(cfg: DictConfig) -> list[str]:
-    """Jobs side by side on this machine (one torch thread each), or one at a time."""
+    """Runs grouped (``report.group``), or jobs side by side on this machine (one torch
+    thread each), or one at a time."""
+    if check_bool("group", cfg.get("group", False)):
+        return ["hydra/launcher=grouped", f"hydra.launcher.n_jobs={cfg.parallel}"]
     if cfg.parallel > 1:
         return ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={cfg.parallel}"]
     return []

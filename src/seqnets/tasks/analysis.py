@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from matplotlib.figure import Figure
+from PIL import Image
 from torchmetrics.functional.classification import (
     multiclass_confusion_matrix,
     multiclass_f1_score,
@@ -139,8 +141,12 @@ class TestAnalysis(Analysis):
 
         for name, fig in figures.items():
             fig.savefig(out / f"{name}.png", dpi=120)
-            if writer is not None:
-                writer.add_figure(f"test/{name}", fig, global_step=trainer.global_step)
+            if writer is not None:  # the picture just drawn (add_figure would draw it again)
+                with Image.open(out / f"{name}.png") as image:
+                    pixels = np.asarray(image.convert("RGB"))
+                writer.add_image(
+                    f"test/{name}", pixels, global_step=trainer.global_step, dataformats="HWC"
+                )
         if writer is not None:
             writer.flush()
 
