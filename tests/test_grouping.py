@@ -4,13 +4,14 @@ after a signal; and leaves a run directory every reader reads as a solo run's.""
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
-from seqnets.grouping import group_key, plan_groups
+from seqnets.grouping.plan import group_key, plan_groups
 from tests import gate
 from tests.conftest import Running, load_metrics, run_cli, user_code_env
 
@@ -191,7 +192,7 @@ def test_runs_group_by_what_decides_their_data_and_schedule():
 
 
 def test_a_group_is_split_at_max_members_and_at_the_memory_budget():
-    from seqnets.grouping import Job
+    from seqnets.grouping.plan import Job
 
     def job(number: int, hidden: int) -> Job:
         cfg = OmegaConf.create(
@@ -228,17 +229,27 @@ def test_the_launchers_options_are_checked(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_sigterm_reaches_every_lane_and_the_sweep_resumes(tmp_path):
-    """Two processes (``n_jobs=2``), each training its group: SIGTERM to the sweep is passed
-    to both, which save their members and end; the sweep ends 143, and the same command
-    finishes every run."""
+@pytest.mark.parametrize(
+    ("signum", "to_group", "code"),
+    [(signal.SIGTERM, False, 143), (signal.SIGINT, True, 130)],
+    ids=["sigterm-to-the-sweep", "ctrl-c-to-the-process-group"],
+)
+def test_a_stop_reaches_every_lane_once_and_the_sweep_resumes(tmp_path, signum, to_group, code):
+    """Two processes (``n_jobs=2``), each training its group: a stop sent to the sweep is
+    passed on to both; Ctrl-C in a terminal reaches all three, and each lane still stops
+    once, at a step's start (not again mid-step). Each saves its members; the sweep ends
+    128 + the signal, and the same command finishes every run."""
     args = ["-m", *SHORT, "model=rnn,lstm", "model.hidden=2,3", GROUPED,
             "hydra.launcher.n_jobs=2", "sweep.resume=true", "sweep.runs_dir=runs",
             f"hydra.sweep.dir={tmp_path / 's'}", *gate.overrides(30)]  # fmt: skip
     with Running(*args, cwd=tmp_path, env=user_code_env() | gate.armed()) as run:
         run.wait_for(gate.HOLDING)
-        run.signal(signal.SIGTERM)
-        assert run.finish() == 143, run.tail()
+        if to_group:
+            os.killpg(run.proc.pid, signum)
+        else:
+            run.signal(signum)
+        assert run.finish() == code, run.tail()
+    assert "Traceback" not in run.output, run.tail()
     stopped = jobs(tmp_path / "s")
     assert stopped and all(r["status"] == "interrupted" for r in stopped.values()), stopped
     run_cli(*args, cwd=tmp_path, env=user_code_env())

@@ -38,7 +38,7 @@ class GroupedLauncher(Launcher):
     def launch(
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
     ) -> Sequence[JobReturn]:
-        from seqnets.grouping import launch
+        from seqnets.grouping.launch import launch
 
         assert self.config is not None and self.task_function is not None
         return launch(
