@@ -142,6 +142,14 @@ def test_train_sweep_evaluate_predict_from_another_folder(venv):
     assert [load_metrics(j)["status"] for j in jobs] == ["completed", "completed"]
     assert {load_metrics(j)["seed"] for j in jobs} == {0, 1}
 
+    # The grouped launcher comes with the wheel (hydra_plugins.seqnets_launcher).
+    tiny = [a for a in TINY if not a.startswith("model.hidden=")]
+    grouped = ["-m", *tiny, "model.hidden=3,4", "hydra/launcher=grouped", "hydra.launcher.n_jobs=1"]
+    run(venv, *grouped, f"hydra.sweep.dir={work / 'grouped'}")
+    together = [load_metrics(p.parent) for p in (work / "grouped").glob("*/metrics.json")]
+    assert [(r["status"], r["grouped"]["members"]) for r in together] == [("completed", 2)] * 2
+    assert (venv["site"] / "hydra_plugins" / "seqnets_launcher" / "grouped.py").is_file()
+
     run(venv, f"ckpt_path={work / 'one'}", "lengths=[3,6]", module="seqnets.evaluate")
     (evaluated,) = (work / "outputs" / "evaluate").rglob("metrics.json")
     rows = load_metrics(evaluated.parent)["by_length"]
