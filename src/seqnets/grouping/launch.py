@@ -31,6 +31,7 @@ from seqnets.grouping.plan import (
     PLAYED,
     Job,
     alongside,
+    already_done,
     assign,
     plan_groups,
     prepare,
@@ -248,7 +249,11 @@ def _run_unit(
     done: dict[int, JobReturn] = {}
     try:
         held = _claim(unit, claims) if len(unit) > 1 else []
-        if len(held) > 1:
+        if len(held) < 2:  # no group left to train: the solo path claims its own runs
+            for claim in claims.values():
+                claim.release()
+            claims.clear()
+        else:
             group_dir = Path(str(config.hydra.sweep.dir)) / ".groups" / str(held[0].number)
             group_dir.mkdir(parents=True, exist_ok=True)
             launcher = config.hydra.launcher
@@ -256,7 +261,10 @@ def _run_unit(
                 [j.run_cfg for j in held], [j.run_dir for j in held], group_dir, launcher
             )
             fitted = {j.number: f for j, f in zip(held, results, strict=True)}
-        for job in unit:
+        # The trained members first, each run's claim given back once it is recorded: a
+        # job left to the solo path may wait for another sweep's claim, and that sweep for
+        # one of ours.
+        for job in sorted(unit, key=lambda j: j.number not in fitted):
             if signals.state.received is not None and job.number not in fitted:
                 continue
             task = task_function
@@ -270,6 +278,8 @@ def _run_unit(
                 job_dir_key="hydra.sweep.dir",
                 job_subdir_key="hydra.sweep.subdir",
             )
+            if job.number in claims:
+                claims.pop(job.number).release()
             configure_log(config.hydra.hydra_logging, config.hydra.verbose)
     finally:
         for claim in claims.values():
@@ -278,8 +288,10 @@ def _run_unit(
 
 
 def _claim(group: list[Job], claims: dict[int, Claim]) -> list[Job]:
-    """The members this process may train: with ``sweep.resume``, each run is claimed
-    (another sweep training it leaves it to that sweep; the solo path then waits)."""
+    """The members this process may train: with ``sweep.resume``, each run is claimed, then
+    looked for again (as ``reuse.job`` does: what is found then stays so while the claim
+    is held). A run another sweep is training, or has finished since the plan was made, is
+    left to the solo path, which waits for it and reuses it."""
     held = []
     for job in group:
         settings = job.run_cfg.get("sweep")
@@ -288,9 +300,13 @@ def _claim(group: list[Job], claims: dict[int, Claim]) -> list[Job]:
             continue
         ident = reuse.identity(OmegaConf.to_container(job.run_cfg))
         claim = Claim(Path(settings.runs_dir) / reuse.CLAIMS, ident, job.run_dir, settings)
-        if claim.take() is None:
-            claims[job.number] = claim
-            held.append(job)
+        if claim.take() is not None:
+            continue
+        if already_done(job):
+            claim.release()
+            continue
+        claims[job.number] = claim
+        held.append(job)
     return held
 
 

@@ -23,7 +23,6 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from seqnets import reuse
 from seqnets.callbacks import Analysis, DivergenceGuard, History, InterruptCheckpoint
 from seqnets.checkpoints import run_config
-from seqnets.errors import ConfigError
 from seqnets.models.backbone import BYTES_PER_PARAMETER, parameter_count
 
 log = logging.getLogger(__name__)
@@ -135,7 +134,7 @@ def prepare(job: Job) -> None:
     try:
         run_cfg = run_config(copy, job.overrides)
         job.run_cfg = OmegaConf.create(OmegaConf.to_container(run_cfg, resolve=True))
-    except (ConfigError, Exception) as error:  # the solo path reports it
+    except Exception as error:  # the solo path reports it (a ConfigError, one line)
         log.info("job %d trains alone: %s", job.number, error)
         return
     job.key, why = group_key(OmegaConf.to_container(job.run_cfg))
@@ -143,7 +142,7 @@ def prepare(job: Job) -> None:
         log.info("job %d trains alone: %s", job.number, why)
 
 
-def _already_done(job: Job) -> bool:
+def already_done(job: Job) -> bool:
     """With ``sweep.resume``: the run exists, finished or stopped (the solo path reuses or
     resumes it)."""
     settings = job.run_cfg.get("sweep") if job.run_cfg is not None else None
@@ -162,7 +161,7 @@ def plan_groups(jobs: list[Job], max_members: int, memory_bytes: float) -> list[
     by_key: dict[str, list[Job]] = {}
     groups: list[list[Job]] = []
     for job in jobs:
-        if job.key is None or _already_done(job):
+        if job.key is None or already_done(job):
             groups.append([job])
         else:
             by_key.setdefault(job.key, []).append(job)
