@@ -10,11 +10,11 @@ recurrent kernel call (``seqnets.models.fused``), and Lightning's per-step work 
 Each member is still its own run. It is built exactly as its solo run (seeded, then
 ``train.build``), so it starts from the same weights and reads the same batches; its
 parameters have their own optimiser state (AdamW's state is per parameter), its gradients
-are clipped by its own norm, it has its own best checkpoint, early
-stopping and divergence guard; a member that diverges or stops early leaves the group and
-costs nothing after. Its checkpoints are written in its own ``checkpoints/`` in a solo run's
-format (``MemberCheckpointIO``): ``evaluate``, ``predict``, the demo and a resume read them
-as any other. Training done, each member is tested, analysed and recorded by the solo path
+are clipped by its own norm, it has its own best checkpoint, early stopping and divergence
+guard; a member that diverges or stops early leaves the group and costs nothing after.
+Its checkpoints are written in its own ``checkpoints/`` in a solo run's format
+(``MemberCheckpointIO``): ``evaluate``, ``predict``, the demo and a resume read them as any
+other. Training done, each member is tested, analysed and recorded by the solo path
 (``train.run`` with its ``Fitted``) in its own Hydra job directory.
 
 ``plan``: which jobs group, and which process trains what; ``module``: the group's network;

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,8 +10,6 @@ import torch
 
 from seqnets.models.fused import FusedBackbones
 from seqnets.models.module import SequenceModule
-
-log = logging.getLogger(__name__)
 
 
 class GroupedModule(L.LightningModule):
