@@ -52,11 +52,8 @@ def group_key(config: dict[str, Any]) -> tuple[str | None, str]:
     trainer = config.get("trainer") or {}
     if config.get("ckpt_path"):
         return None, "it continues a checkpoint"
-    if str(trainer.get("strategy", "auto")).startswith("ddp") or trainer.get("devices", 1) not in (
-        1,
-        "1",
-        "auto",
-    ):
+    several = trainer.get("devices", 1) not in (1, "1")  # "auto": every GPU there is
+    if several or str(trainer.get("strategy", "auto")).startswith("ddp"):
         return None, "it trains on several devices"
     if str(trainer.get("precision")) in ("16-mixed", "16"):
         return None, "float16 mixed precision scales the loss once for all members"
@@ -113,6 +110,9 @@ def member_bytes(cfg: DictConfig, num_features: int, longest: int) -> int:
 
 @dataclass
 class Job:
+    """One job of the sweep: Hydra's number and overrides, its composed config, and (once
+    ``prepare`` has looked) its run directory, its run config and its group key."""
+
     number: int
     overrides: list[str]
     config: DictConfig  # Hydra's, with hydra.job.num and id
