@@ -185,6 +185,12 @@ def test_runs_group_by_what_decides_their_data_and_schedule():
         "trainer__devices": 2,
         "trainer__precision": "16-mixed",
         "callbacks__swa": {"_target_": "lightning.pytorch.callbacks.StochasticWeightAveraging"},
+        "trainer__fast_dev_run": True,
+        "callbacks__stop": {
+            "_target_": "lightning.pytorch.callbacks.EarlyStopping",
+            "monitor": "val/loss",
+            "stopping_threshold": 0.1,
+        },
     }
     for name, value in alone.items():
         found, why = group_key(_job(**{name: value}))
@@ -257,3 +263,22 @@ def test_a_stop_reaches_every_lane_once_and_the_sweep_resumes(tmp_path, signum, 
     assert len(finished) == 4
     for name, record in finished.items():
         assert record["status"] == "completed" and record["steps_trained"] == 100, name
+
+
+@pytest.mark.slow
+def test_early_stopping_stops_each_member_where_its_solo_run_stops(tmp_path):
+    """Lightning's EarlyStopping, added by a user, acts per member as it acts on a solo run."""
+    stop = ["task.max_epochs=4",
+            "+callbacks.stop._target_=lightning.pytorch.callbacks.EarlyStopping",
+            "+callbacks.stop.monitor=val/loss", "+callbacks.stop.patience=0",
+            "+callbacks.stop.min_delta=0.5"]  # fmt: skip
+    args = [*[a for a in SHORT if not a.startswith("task.max_epochs")], *stop, "model=lstm,gru"]
+    run_cli("-m", *args, f"hydra.sweep.dir={tmp_path / 'solo'}", cwd=tmp_path)
+    run_cli("-m", *args, *ONE_LANE, f"hydra.sweep.dir={tmp_path / 'g'}", cwd=tmp_path)
+    solo, grouped = jobs(tmp_path / "solo"), jobs(tmp_path / "g")
+    for name, alone in solo.items():
+        assert grouped[name]["grouped"]["members"] == 2
+        assert alone["stopped_by"].startswith("early stopping on val/loss"), alone["stopped_by"]
+        for key in ("stopped_by", "steps_trained", "epochs_trained"):
+            assert grouped[name][key] == alone[key], (name, key)
+        assert close(losses(grouped[name]), losses(alone)), name

@@ -100,6 +100,7 @@ class RunGuard(Callback):
             )
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        COMPOSED.clear()  # another launcher leaves them: they were for this sweep only
         lines, failed = summary(Path(config.hydra.sweep.dir), self.started)
         for line in lines:
             sys.stderr.write(f"seqnets: {line}\n")

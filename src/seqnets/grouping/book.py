@@ -47,8 +47,10 @@ class GroupBook(Checkpoint):
     A ``Checkpoint``, so that Lightning runs it after the module's epoch-end hook, as it runs
     a solo run's ModelCheckpoint and EarlyStopping."""
 
-    def __init__(self, members: list[Member]) -> None:
+    def __init__(self, members: list[Member], learning_rate: bool = True) -> None:
         self.members = members
+        # The runs' LearningRateMonitor (their shared callbacks): its curve, replayed.
+        self.learning_rate = learning_rate
         # Each member's DivergenceGuard (None: it has none, and runs on as its solo run
         # would). The losses are read back every step on the CPU, on an accelerator every
         # ``sync_every_n_steps`` steps (the members' shared setting): the guard's cadence.
@@ -72,7 +74,7 @@ class GroupBook(Checkpoint):
         logged = step % self.log_every == 0
         host = losses.device.type == "cpu" or step % self.every == 0 or logged
         values = losses.float().tolist() if host else None
-        lr = trainer.optimizers[0].param_groups[0]["lr"] if logged else None
+        lr = trainer.optimizers[0].param_groups[0]["lr"] if logged and self.learning_rate else None
         for i, k in enumerate(active):
             member = self.members[k]
             member.fitted.steps.append((step, values[i] if values else losses[i]))
@@ -80,7 +82,9 @@ class GroupBook(Checkpoint):
             if guarded and values is not None and not math.isfinite(values[i]):
                 member.first_bad = member.first_bad or (step, values[i])
             if logged and values is not None:
-                curve = {"train/loss_step": values[i], self.optimizer_name: lr}
+                curve = {"train/loss_step": values[i]}
+                if lr is not None:
+                    curve[self.optimizer_name] = lr
                 member.fitted.curves.append((step, curve))
         for k in active:
             if self.members[k].first_bad is not None:
@@ -117,7 +121,7 @@ class GroupBook(Checkpoint):
             member = self.members[k]
             row = {"epoch": trainer.current_epoch, **train.get(k, {}), **val.get(k, {})}
             member.fitted.epochs.append(row)
-            member.fitted.curves.append((trainer.global_step, {**row, "epoch": row["epoch"]}))
+            member.fitted.curves.append((trainer.global_step, dict(row)))
             checkpoint = member.callback(ModelCheckpoint)
             monitor = checkpoint.monitor if checkpoint else member.cfg.task.monitor
             current = row.get(monitor)

@@ -18,7 +18,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, configure_log, run_job, setup_globals
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ProgressBar
+from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from seqnets import records, reuse, signals, sweeps
@@ -39,7 +39,7 @@ from seqnets.grouping.plan import (
     target_class,
 )
 from seqnets.runtime import resolve_threads, side_by_side, skip_failing_nvml_check
-from seqnets.train import Fitted, build
+from seqnets.train import Fitted, build, run
 
 log = logging.getLogger(__name__)
 # How the sweep's process passes a stop on to its lanes (see _lane_process).
@@ -63,7 +63,8 @@ def train_group(
     L.seed_everything(first.seed, workers=True)
     datamodule = instantiate(first.task.datamodule)
     module = GroupedModule(modules)
-    book = GroupBook(members)
+    monitors = [target_class(n._target_) for n in first.callbacks.values() if n is not None]
+    book = GroupBook(members, any(c and issubclass(c, LearningRateMonitor) for c in monitors))
     io = MemberCheckpointIO()
     io.module, io.book = module, book
     interrupt = InterruptCheckpoint(str(group_dir))
@@ -312,6 +313,4 @@ def _claim(group: list[Job], claims: dict[int, Claim]) -> list[Job]:
 
 def _member_task(fitted: Fitted, cfg: DictConfig) -> Any:
     """A group member's job: tested and recorded as its solo run would be."""
-    from seqnets.train import run
-
     return records.entry_point(partial(run, fitted=fitted))(cfg)

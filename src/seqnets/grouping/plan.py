@@ -42,6 +42,13 @@ CHECKPOINT_AS_PLAYED = {
     "save_on_train_epoch_end": (None, True),
     "save_weights_only": (False,),
 }
+# EarlyStopping settings the group plays (patience, min_delta, mode, check_finite, strict):
+# the thresholds and the check at a train epoch's end would make it act otherwise.
+EARLY_STOPPING_NOT_PLAYED = (
+    "stopping_threshold",
+    "divergence_threshold",
+    "check_on_train_epoch_end",
+)
 
 
 # --- which jobs train together --------------------------------------------------------------
@@ -59,6 +66,8 @@ def group_key(config: dict[str, Any]) -> tuple[str | None, str]:
         return None, "float16 mixed precision scales the loss once for all members"
     if trainer.get("plugins"):
         return None, "it names Trainer plugins"
+    if trainer.get("fast_dev_run"):
+        return None, "trainer.fast_dev_run checks one run's every stage"
     for name, node in (config.get("callbacks") or {}).items():
         if node is None:
             continue
@@ -68,6 +77,10 @@ def group_key(config: dict[str, Any]) -> tuple[str | None, str]:
         if issubclass(cls, ModelCheckpoint) and not issubclass(cls, InterruptCheckpoint):
             for key, allowed in CHECKPOINT_AS_PLAYED.items():
                 if node.get(key, allowed[0]) not in allowed:
+                    return None, f"callbacks.{name}.{key}={node.get(key)!r}"
+        if issubclass(cls, EarlyStopping):
+            for key in EARLY_STOPPING_NOT_PLAYED:
+                if node.get(key) is not None:
                     return None, f"callbacks.{name}.{key}={node.get(key)!r}"
     paths = config.get("paths") or {}
     content = reuse.normalized(config, paths.get("output_dir", ""), paths.get("data_dir", ""))
