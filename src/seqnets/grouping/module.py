@@ -29,10 +29,10 @@ class GroupedModule(L.LightningModule):
     def leave(self, index: int) -> None:
         """A member stopped (early stopping, divergence): it trains no more, costs nothing."""
         if index in self.active:
+            self.fused = self.fused.only([i for i, k in enumerate(self.active) if k != index])
             self.active.remove(index)
             for p in self.members[index].parameters():
                 p.requires_grad_(False)
-            self.fused = FusedBackbones([self.members[k].backbone for k in self.active])
 
     def setup(self, stage: str) -> None:
         for member in self.members:  # what their optimiser and clipping settings read
