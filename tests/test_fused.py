@@ -57,11 +57,13 @@ def test_fused_equals_alone(cell, num_layers, lengths):
 
 @pytest.mark.parametrize("lengths", [None, LENGTHS], ids=["full", "ragged"])
 def test_mixed_cells(lengths):
-    """Non-fusable members (minGRU) and singletons (the GRU) run alone, in their places."""
+    """Non-fusable members (minGRU) run alone, and a lone cell (the GRU) as a group of one,
+    in their places."""
     nets = members(["lstm", "gru", "mingru", "lstm", "rnn", "rnn"], [3, 4, 5, 6, 2, 7])
     nets[5].rnn = RNN(FEATURES, 7, nonlinearity="relu")  # its own group, not the tanh one's
     fused = FusedBackbones(nets)
-    assert sorted(len(g.indices) for g in fused._groups) == [2]
+    assert sorted(len(g.indices) for g in fused._groups) == [1, 1, 1, 2]
+    assert fused._alone == (2,)
     check_equal(nets, lengths)
 
 
@@ -72,7 +74,7 @@ def test_a_dropped_member_leaves_the_others_unchanged():
     before = fused(x, LENGTHS)
     fewer = fused.only([4, 0, 2])
     assert len(fewer) == 3 and fewer.members == (nets[4], nets[0], nets[2])
-    assert all(len(g.indices) == 2 for g in fewer._groups)  # the lone GRU runs alone
+    assert sorted(len(g.indices) for g in fewer._groups) == [1, 2]  # the GRU: a group of one
     for (out, final), index in zip(fewer(x, LENGTHS), [4, 0, 2], strict=True):
         torch.testing.assert_close(out, before[index][0], atol=1e-6, rtol=0)
         torch.testing.assert_close(final, before[index][1], atol=1e-6, rtol=0)

@@ -6,6 +6,13 @@ overhead, not in arithmetic: one LSTM of hidden ``sum(H_k)`` whose weights are b
 as the members would alone, since the zero blocks keep the members apart. The results agree
 to rounding, not bit for bit: the fused matrix products sum in another order.
 
+A ragged batch runs on the CPU unpacked: every sequence steps to the batch's longest length,
+and what lies past a sequence's end is dropped (its outputs zeroed, as ``pad_packed_sequence``
+leaves them; its final state read at its last step). The recurrence is causal, so a sequence's
+own steps are those it has packed; and an unpacked LSTM runs through oneDNN, two to three
+times faster than the packed loop for these sizes (``benchmarks/fused_kernel.py``), which
+buys more than the padded steps cost. GRU and RNN cells cost about the same either way.
+
 The fused weights are rebuilt from the members' own parameters at every forward, with
 differentiable ops (``torch.cat``, ``torch.block_diag``, ``index_select``), so that each
 member keeps its parameters, its state_dict and its optimiser state, and autograd hands each
@@ -159,12 +166,16 @@ class FusedBackbones(nn.Module):
                 else ("alone", index)
             )
             by_key.setdefault(key, []).append(index)
+        # A lone fusable member runs as a group of one: the same kernel, on the fused path's
+        # layout (unpacked on the CPU), as its fellows.
         self._groups = [
             _Group(indices, [self.members[i].rnn for i in indices])
-            for indices in by_key.values()
-            if len(indices) > 1
+            for key, indices in by_key.items()
+            if key[0] != "alone"
         ]
-        self._alone = tuple(i for indices in by_key.values() if len(indices) == 1 for i in indices)
+        self._alone = tuple(
+            i for key, indices in by_key.items() if key[0] == "alone" for i in indices
+        )
 
     def __len__(self) -> int:
         return len(self.members)
@@ -180,26 +191,34 @@ class FusedBackbones(nn.Module):
         results: list[Result | None] = [None] * len(self.members)
         for index in self._alone:
             results[index] = self.members[index](x, lengths)
-        if self._groups:
-            steps = x.shape[1]
-            packed = None
-            if lengths is not None:
-                # pack_padded_sequence wants the lengths on the CPU.
-                packed = pack_padded_sequence(
-                    x, lengths.cpu(), batch_first=True, enforce_sorted=False
+        if not self._groups:
+            return results  # type: ignore[return-value]
+        steps = x.shape[1]
+        packed, valid, last = None, None, None
+        if lengths is not None and x.device.type == "cpu":  # unpacked (module docstring)
+            lengths = lengths.to(x.device)
+            valid = (torch.arange(steps, device=x.device) < lengths[:, None]).unsqueeze(-1)
+            last = (torch.arange(x.shape[0], device=x.device), lengths - 1)
+        elif lengths is not None:
+            # pack_padded_sequence wants the lengths on the CPU.
+            packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        for group in self._groups:
+            if packed is not None:
+                data, h_n = group.run(packed)
+                repacked = PackedSequence(
+                    data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices
                 )
-            for group in self._groups:
-                if packed is None:
-                    outputs, h_n = group.run(x)
-                else:
-                    data, h_n = group.run(packed)
-                    repacked = PackedSequence(
-                        data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices
-                    )
-                    outputs, _ = pad_packed_sequence(repacked, batch_first=True, total_length=steps)
-                finals = h_n[-1].split(group.hiddens, dim=-1)
-                for index, out, final in zip(
-                    group.indices, outputs.split(group.hiddens, dim=-1), finals, strict=True
-                ):
-                    results[index] = (out, final)
+                outputs, _ = pad_packed_sequence(repacked, batch_first=True, total_length=steps)
+                top = h_n[-1]
+            else:
+                outputs, h_n = group.run(x)
+                top = h_n[-1]
+                if valid is not None:
+                    outputs = outputs.masked_fill(~valid, 0.0)
+                    top = outputs[last]
+            finals = top.split(group.hiddens, dim=-1)
+            for index, out, final in zip(
+                group.indices, outputs.split(group.hiddens, dim=-1), finals, strict=True
+            ):
+                results[index] = (out, final)
         return results  # type: ignore[return-value]
