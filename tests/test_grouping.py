@@ -9,6 +9,7 @@ import signal
 from pathlib import Path
 
 import pytest
+import torch
 from omegaconf import OmegaConf
 
 from seqnets.grouping.plan import group_key, plan_groups
@@ -73,6 +74,15 @@ def test_grouped_runs_compute_what_solo_runs_compute(tmp_path):
             p.name for p in (tmp_path / "solo" / name / "checkpoints").iterdir()
         }
         assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+        # a solo run's checkpoint, key for key (hyper-parameters named as Lightning names them)
+        saved = [
+            torch.load(d / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+            for d in (run_dir, tmp_path / "solo" / name)
+        ]
+        assert set(saved[0]) == set(saved[1]), name
+        assert saved[0].get("hparams_name") == saved[1].get("hparams_name"), name
+        assert set(saved[0]["hyper_parameters"]) == set(saved[1]["hyper_parameters"]), name
+    assert not (tmp_path / "grouped" / ".groups").exists()  # the group leaves no folder
 
 
 @pytest.mark.slow

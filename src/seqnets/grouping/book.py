@@ -282,8 +282,10 @@ class MemberCheckpointIO(TorchCheckpointIO):
         }
         out["state_dict"] = state
         out["callbacks"] = self.book.callback_states(k)
-        out["hparams_name"] = "kwargs"
-        out["hyper_parameters"] = dict(member.hparams)
+        if member.hparams:  # as Lightning's checkpoint connector dumps a module's
+            if hasattr(member, "_hparams_name"):
+                out[member.CHECKPOINT_HYPER_PARAMS_NAME] = member._hparams_name
+            out[member.CHECKPOINT_HYPER_PARAMS_KEY] = dict(member.hparams)
         if "optimizer_states" in checkpoint:
             out["optimizer_states"] = [
                 self._optimizer_part(s, k) for s in checkpoint["optimizer_states"]

@@ -255,8 +255,9 @@ def _run_unit(
                 claim.release()
             claims.clear()
         else:
+            # The group's Trainer's own folder, in name only: every checkpoint it saves goes
+            # to its members' run directories (MemberCheckpointIO), and it logs nowhere.
             group_dir = Path(str(config.hydra.sweep.dir)) / ".groups" / str(held[0].number)
-            group_dir.mkdir(parents=True, exist_ok=True)
             launcher = config.hydra.launcher
             results = train_group(
                 [j.run_cfg for j in held], [j.run_dir for j in held], group_dir, launcher
