@@ -32,11 +32,14 @@ def gradients(nets: list[RecurrentBackbone], results) -> list[list[torch.Tensor]
     return [[p.grad.clone() for p in net.parameters()] for net in nets]
 
 
-def check_equal(nets: list[RecurrentBackbone], lengths: torch.Tensor | None) -> None:
+def check_equal(
+    nets: list[RecurrentBackbone], lengths: torch.Tensor | None, device: str = "cpu"
+) -> None:
     """Fused and alone agree on outputs, finals (atol 1e-6) and every gradient (1e-6
     relative, in norm: a gradient entry near zero has no relative error to speak of)."""
     torch.manual_seed(1)
-    x = torch.randn(len(LENGTHS), int(LENGTHS.max()), FEATURES)
+    x = torch.randn(len(LENGTHS), int(LENGTHS.max()), FEATURES, device=device)
+    nets = [net.to(device) for net in nets]
     fused = FusedBackbones(nets)
     got, want = fused(x, lengths), [net(x, lengths) for net in nets]
     assert len(got) == len(nets)
@@ -48,11 +51,24 @@ def check_equal(nets: list[RecurrentBackbone], lengths: torch.Tensor | None) -> 
             assert torch.linalg.norm(g - g_alone) <= 1e-6 * torch.linalg.norm(g_alone)
 
 
+# On the CPU a ragged batch runs unpacked through the fused call, packed on a GPU (cuDNN):
+# each against the members' own packed calls.
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda",
+        marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here"),
+    ),
+]
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("lengths", [None, LENGTHS], ids=["full", "ragged"])
 @pytest.mark.parametrize("num_layers", [1, 2])
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
-def test_fused_equals_alone(cell, num_layers, lengths):
-    check_equal(members([cell] * 3, [2, 5, 10], num_layers), lengths)
+def test_fused_equals_alone(cell, num_layers, lengths, device):
+    with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):  # float32 sums on a GPU
+        check_equal(members([cell] * 3, [2, 5, 10], num_layers), lengths, device)
 
 
 @pytest.mark.parametrize("lengths", [None, LENGTHS], ids=["full", "ragged"])
