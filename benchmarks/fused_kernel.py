@@ -6,9 +6,10 @@ The workload of a sweep of tiny models on the 'remember' task: batch 64, ragged 
 thread. Each step is a forward and a backward (the members' summed loss) with the gradients
 cleared. The two paths, (a) each member on its own, as a solo run runs it (the ragged batch
 packed), and (b) :class:`FusedBackbones` (one call per cell, the batch unpacked on the CPU,
-where PyTorch's LSTM runs through oneDNN), are timed interleaved round by round so that the machine's drift hits both alike; each figure is the
-median over rounds. Prints ms per step, the ratio, the CPU and the load average (the
-machine may be shared: compare figures taken at a low load only).
+where PyTorch's LSTM runs through oneDNN), are timed interleaved round by round so that the
+machine's drift hits both alike; each figure is the median over rounds. Prints ms per step,
+the ratio, the CPU and the load average (the machine may be shared: compare figures taken at
+a low load only).
 """
 
 from __future__ import annotations

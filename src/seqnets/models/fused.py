@@ -6,12 +6,13 @@ overhead, not in arithmetic: one LSTM of hidden ``sum(H_k)`` whose weights are b
 as the members would alone, since the zero blocks keep the members apart. The results agree
 to rounding, not bit for bit: the fused matrix products sum in another order.
 
-A ragged batch runs on the CPU unpacked: every sequence steps to the batch's longest length,
-and what lies past a sequence's end is dropped (its outputs zeroed, as ``pad_packed_sequence``
-leaves them; its final state read at its last step). The recurrence is causal, so a sequence's
-own steps are those it has packed; and an unpacked LSTM runs through oneDNN, two to three
-times faster than the packed loop for these sizes (``benchmarks/fused_kernel.py``), which
-buys more than the padded steps cost. GRU and RNN cells cost about the same either way.
+On the CPU a ragged batch runs unpacked: every sequence steps on to the batch's longest
+length, and what lies past its end is dropped (its outputs zeroed, as ``pad_packed_sequence``
+leaves them; its final state read at its own last step). The recurrence is causal, so the
+steps up to a sequence's end compute what its packed call computes. PyTorch runs an
+unpacked LSTM through oneDNN, two to three times faster than its packed loop at these sizes,
+forward and backward (``benchmarks/fused_kernel.py``), which buys more than the padded steps
+cost; GRU and RNN cells cost about the same either way. On a GPU the batch is packed (cuDNN).
 
 The fused weights are rebuilt from the members' own parameters at every forward, with
 differentiable ops (``torch.cat``, ``torch.block_diag``, ``index_select``), so that each
