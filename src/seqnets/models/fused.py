@@ -12,7 +12,8 @@ leaves them; its final state read at its own last step). The recurrence is causa
 steps up to a sequence's end compute what its packed call computes. PyTorch runs an
 unpacked LSTM through oneDNN, two to three times faster than its packed loop at these sizes,
 forward and backward (``benchmarks/fused_kernel.py``), which buys more than the padded steps
-cost; GRU and RNN cells cost about the same either way. On a GPU the batch is packed (cuDNN).
+cost; GRU and RNN cells cost about the same or a little less unpacked. On a GPU the batch is
+packed (cuDNN).
 
 The fused weights are rebuilt from the members' own parameters at every forward, with
 differentiable ops (``torch.cat``, ``torch.block_diag``, ``index_select``), so that each
