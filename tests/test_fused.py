@@ -36,7 +36,9 @@ def check_equal(
     nets: list[RecurrentBackbone], lengths: torch.Tensor | None, device: str = "cpu"
 ) -> None:
     """Fused and alone agree on outputs, finals (atol 1e-6) and every gradient (1e-6
-    relative, in norm: a gradient entry near zero has no relative error to speak of)."""
+    relative, in norm: a gradient entry near zero has no relative error to speak of); on a
+    GPU to 1e-5, whose kernels may sum in yet other orders."""
+    tol = 1e-6 if device == "cpu" else 1e-5
     torch.manual_seed(1)
     x = torch.randn(len(LENGTHS), int(LENGTHS.max()), FEATURES, device=device)
     nets = [net.to(device) for net in nets]
@@ -44,11 +46,11 @@ def check_equal(
     got, want = fused(x, lengths), [net(x, lengths) for net in nets]
     assert len(got) == len(nets)
     for (out, final), (out_alone, final_alone) in zip(got, want, strict=True):
-        torch.testing.assert_close(out, out_alone, atol=1e-6, rtol=0)
-        torch.testing.assert_close(final, final_alone, atol=1e-6, rtol=0)
+        torch.testing.assert_close(out, out_alone, atol=tol, rtol=0)
+        torch.testing.assert_close(final, final_alone, atol=tol, rtol=0)
     for fused_grads, alone_grads in zip(gradients(nets, got), gradients(nets, want), strict=True):
         for g, g_alone in zip(fused_grads, alone_grads, strict=True):
-            assert torch.linalg.norm(g - g_alone) <= 1e-6 * torch.linalg.norm(g_alone)
+            assert torch.linalg.norm(g - g_alone) <= tol * torch.linalg.norm(g_alone)
 
 
 # On the CPU a ragged batch runs unpacked through the fused call, packed on a GPU (cuDNN):
