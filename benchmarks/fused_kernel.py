@@ -7,8 +7,9 @@ thread. Each step is a forward and a backward (the members' summed loss) with th
 cleared. The two paths, (a) each member on its own, as a solo run runs it (the ragged batch
 packed), and (b) :class:`FusedBackbones` (one call per cell, the batch unpacked on the CPU,
 where PyTorch's LSTM runs through oneDNN), are timed interleaved round by round so that the
-machine's drift hits both alike; each figure is the median over rounds. Prints ms per step,
-the ratio, the CPU and the load average (the machine may be shared: compare figures taken at
+machine's drift hits both alike; each figure is the median over rounds. Then one network per
+cell, packed against unpacked (a group of one): the unpacked call's own share. Prints ms per
+step, the ratios, the CPU and the load average (the machine may be shared: compare figures taken at
 a low load only).
 """
 
@@ -48,6 +49,25 @@ def step(forward: Forward, nets: list[RecurrentBackbone], x, lengths) -> None:
         net.zero_grad(set_to_none=True)
 
 
+def compare(nets: list[RecurrentBackbone], x, lengths, rounds: int, steps: int) -> tuple:
+    """Median ms per step of (a) each net on its own and (b) the nets fused, interleaved."""
+    paths: dict[str, Forward] = {
+        "alone": lambda x, lengths: [net(x, lengths) for net in nets],
+        "fused": FusedBackbones(nets),
+    }
+    times: dict[str, list[float]] = {name: [] for name in paths}
+    for forward in paths.values():
+        for _ in range(3):
+            step(forward, nets, x, lengths)
+    for _ in range(rounds):
+        for name, forward in paths.items():
+            start = time.perf_counter()
+            for _ in range(steps):
+                step(forward, nets, x, lengths)
+            times[name].append((time.perf_counter() - start) / steps * 1e3)
+    return tuple(statistics.median(times[name]) for name in ("alone", "fused"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
@@ -66,24 +86,19 @@ def main() -> None:
             for cell in ("rnn", "lstm", "gru")
             for hidden in (2, 5, 10)
         ]
-        paths: dict[str, Forward] = {
-            "alone": lambda x, lengths, nets=nets: [net(x, lengths) for net in nets],
-            "fused": FusedBackbones(nets),
-        }
-        times: dict[str, list[float]] = {name: [] for name in paths}
-        for forward in paths.values():
-            for _ in range(3):
-                step(forward, nets, x, lengths)
-        for _ in range(args.rounds):
-            for name, forward in paths.items():
-                start = time.perf_counter()
-                for _ in range(args.steps):
-                    step(forward, nets, x, lengths)
-                times[name].append((time.perf_counter() - start) / args.steps * 1e3)
-        alone, fused = (statistics.median(times[name]) for name in ("alone", "fused"))
+        alone, fused = compare(nets, x, lengths, args.rounds, args.steps)
         print(
             f"num_layers={num_layers}: alone {alone:.2f} ms/step, fused {fused:.2f} ms/step, "
             f"alone/fused {alone / fused:.2f}x"
+        )
+    # One network of the nine's summed width per cell, as a group of one: what the unpacked
+    # call alone buys over the packed one, with no fusion.
+    for cell in ("rnn", "lstm", "gru"):
+        net = RecurrentBackbone(10, cell=cell, hidden=17)
+        packed, unpacked = compare([net], x, lengths, args.rounds, args.steps)
+        print(
+            f"{cell} h=17 alone: packed {packed:.2f} ms/step, unpacked {unpacked:.2f} ms/step, "
+            f"packed/unpacked {packed / unpacked:.2f}x"
         )
     print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 

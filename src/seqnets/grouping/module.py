@@ -100,5 +100,4 @@ class GroupedModule(L.LightningModule):
         member order (the checkpoint split reads them so). One parameter group: the members
         share every setting of it (the group key), an optimiser's state is per parameter,
         and one fused kernel call steps them all."""
-        self.parameter_lists = [list(m.parameters()) for m in self.members]
         return self.members[0].optimization([p for ps in self.parameter_lists for p in ps])

@@ -10,9 +10,9 @@ On the CPU a ragged batch runs unpacked: every sequence steps on to the batch's 
 length, and what lies past its end is dropped (its outputs zeroed, as ``pad_packed_sequence``
 leaves them; its final state read at its own last step). The recurrence is causal, so the
 steps up to a sequence's end compute what its packed call computes. PyTorch runs an
-unpacked LSTM through oneDNN, two to three times faster than its packed loop at these sizes,
-forward and backward (``benchmarks/fused_kernel.py``), which buys more than the padded steps
-cost; GRU and RNN cells cost about the same or a little less unpacked. On a GPU the batch is
+unpacked LSTM through oneDNN, about twice as fast as its packed loop at these sizes, forward
+and backward (``benchmarks/fused_kernel.py``), which buys more than the padded steps cost;
+GRU and RNN cells run a little faster unpacked. On a GPU the batch is
 packed (cuDNN).
 
 The fused weights are rebuilt from the members' own parameters at every forward, with

@@ -149,9 +149,15 @@ class SequenceModule(L.LightningModule):
         """Sum of squared weights, biases excluded, as in report A's L2 run."""
         return sum(p.pow(2).sum() for p in self.parameters() if p.ndim >= 2)
 
-    def _forward_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """The logits of one batch and the objective's loss."""
-        logits = self(batch["x"], batch.get("lengths"))
+    def _forward_step(
+        self, batch: Batch, features: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The logits of one batch and the objective's loss. ``features``: the backbone's
+        output for the batch, when it ran already (a sweep's group, ``seqnets.grouping``)."""
+        if features is None:
+            logits = self(batch["x"], batch.get("lengths"))
+        else:
+            logits = self.head(*features)
         return logits, self.objective.loss(logits, batch)
 
     def _update(
@@ -171,12 +177,8 @@ class SequenceModule(L.LightningModule):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """A training batch's logits, its objective loss (what curves and the history show)
         and the loss that is minimised (with the L2 penalty, when there is one).
-        ``features``: the backbone's output for the batch, when it ran already (grouped)."""
-        if features is None:
-            logits, loss = self._forward_step(batch)
-        else:
-            logits = self.head(*features)
-            loss = self.objective.loss(logits, batch)
+        ``features``: as in ``_forward_step``."""
+        logits, loss = self._forward_step(batch, features)
         total = loss + self.l2 * self.l2_penalty() if self.l2 else loss
         return logits, loss, total
 
@@ -216,12 +218,8 @@ class SequenceModule(L.LightningModule):
         self, batch: Batch, stage: str, features: tuple[torch.Tensor, torch.Tensor] | None = None
     ) -> torch.Tensor:
         """A validation or test batch's predictions, counted in the stage's metrics
-        (``features``: as in ``training_losses``)."""
-        if features is None:
-            logits, loss = self._forward_step(batch)
-        else:
-            logits = self.head(*features)
-            loss = self.objective.loss(logits, batch)
+        (``features``: as in ``_forward_step``)."""
+        logits, loss = self._forward_step(batch, features)
         preds = self.objective.predict(logits)
         self._update(stage, preds, batch, loss, batch["x"].shape[0])
         return preds
